@@ -1,0 +1,49 @@
+"""The failures the pipeline distinguishes, each mapped to one CLI exit code.
+
+ConfigError is per customer (exit 1, the rest of the fleet still publishes);
+StoreError and TargetError stop the run before anything is changed (exit 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    """One invalid value, located precisely enough to fix it from one line."""
+
+    customer_id: str
+    integration_id: str | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"customer {self.customer_id}"
+        if self.integration_id:
+            where += f", integration {self.integration_id}"
+        return f"{where}, field {self.field}: {self.message}"
+
+
+class InvalidConfig(Exception):
+    """Raised inside composition; carries the ConfigError it stands for."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class StoreError(Exception):
+    """The store could not be reached or read: nothing may change in the target."""
+
+
+class TargetError(Exception):
+    """The target could not be read or written."""
+
+
+class PruneRefused(TargetError):
+    """The plan would delete too much of the fleet; applying needs --force-prune."""
+
+
+class SettingsError(Exception):
+    """templates/fleet.yaml or a template file is invalid: no customer can be generated."""

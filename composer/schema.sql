@@ -1,0 +1,26 @@
+-- The fleet's source of truth: the one schema file.
+-- Cloud Spanner DDL (GoogleSQL dialect). The Spanner store and Terraform apply it as is;
+-- the embedded SQLite store derives its tables from it (composer/store/sqlite.py).
+-- Statements are separated by ';' and hold no ';' inside them.
+
+CREATE TABLE customers (
+  customer_id        STRING(64) NOT NULL,
+  name               STRING(MAX) NOT NULL,
+  timezone           STRING(64) NOT NULL,
+  parent_customer_id STRING(64),
+  active             BOOL NOT NULL,
+  main_schedule      STRING(64),
+  legacy_dag_file    STRING(MAX),
+  params             JSON,
+) PRIMARY KEY (customer_id);
+
+CREATE TABLE integrations (
+  customer_id    STRING(64) NOT NULL,
+  integration_id STRING(64) NOT NULL,
+  template       STRING(64) NOT NULL,
+  schedule       STRING(64),
+  params         JSON,
+  task_overrides JSON,
+  enabled        BOOL NOT NULL,
+) PRIMARY KEY (customer_id, integration_id),
+  INTERLEAVE IN PARENT customers ON DELETE CASCADE;

@@ -1,0 +1,89 @@
+"""Store: read one consistent snapshot of customers and integrations.
+
+Rows are kept raw (JSON columns may be text or already-decoded values) so that
+all validation happens in one place, `composer.model`, whatever the backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from composer.errors import StoreError
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.sql"
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    customer_id: str
+    name: str
+    timezone: str
+    active: bool
+    parent_customer_id: str | None = None
+    main_schedule: str | None = None
+    legacy_dag_file: str | None = None
+    params: Any = None  # JSON text, decoded JSON, or None
+
+
+@dataclass(frozen=True)
+class IntegrationRow:
+    customer_id: str
+    integration_id: str
+    template: str
+    enabled: bool
+    schedule: str | None = None
+    params: Any = None
+    task_overrides: Any = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every row of both tables, read at one point in time."""
+
+    customers: tuple[CustomerRow, ...] = field(default_factory=tuple)
+    integrations: tuple[IntegrationRow, ...] = field(default_factory=tuple)
+
+
+class Store(Protocol):
+    url: str
+
+    def read_snapshot(self) -> Snapshot:
+        """All rows, in one read-only transaction. Raises StoreError."""
+        ...
+
+    def init_schema(self) -> None:
+        """Create the tables from SCHEMA_FILE when missing. Raises StoreError."""
+        ...
+
+    def insert(self, snapshot: Snapshot) -> None:
+        """Insert the rows (customers before their integrations). Raises StoreError."""
+        ...
+
+
+def schema_statements() -> list[str]:
+    """The DDL statements of the one schema file, comments removed."""
+    lines = [line.split("--", 1)[0] for line in SCHEMA_FILE.read_text().splitlines()]
+    text = "\n".join(lines)
+    return [" ".join(stmt.split()) for stmt in text.split(";") if stmt.strip()]
+
+
+def open_store(url: str, *, create: bool = False) -> Store:
+    """Open a store by URL: sqlite:///path or spanner://projects/P/instances/I/databases/D.
+
+    An SQLite file that does not exist is a StoreError unless `create` is set
+    (`fleet store init`, or the default store seeded with the demo fleet).
+    """
+    if url.startswith("sqlite:///"):
+        from composer.store.sqlite import SqliteStore
+
+        return SqliteStore(url, create=create)
+    if url.startswith("spanner://"):
+        from composer.store.spanner import SpannerStore
+
+        return SpannerStore(url)
+    raise StoreError(
+        f"unsupported store URL {url!r}: use sqlite:///path/fleet.db or "
+        "spanner://projects/P/instances/I/databases/D"
+    )
