@@ -1,1 +1,1 @@
-import sys
+"""dagfleet: generate and publish a multi-tenant Airflow DAG fleet from configuration."""

@@ -1,0 +1,168 @@
+"""Build: the validated fleet turned into rendered files, one customer at a time.
+
+Customers are built on demand (and can be built again) so a sync never holds the
+whole fleet's source in memory: planning keeps only digests, applying re-renders
+the customers whose files change.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from composer.composition import Composer
+from composer.dagspec import RenderedFile
+from composer.errors import ConfigError
+from composer.model import Customer, build_fleet
+from composer.operators import OperatorCatalog
+from composer.rendering import render_dag
+from composer.rendering.literals import NotALiteral
+from composer.settings import FleetSettings, load_settings
+from composer.store import Snapshot
+from composer.templates import TemplateCatalog
+
+
+@dataclass
+class CustomerBuild:
+    customer_id: str
+    files: list[RenderedFile] = field(default_factory=list)
+    errors: list[ConfigError] = field(default_factory=list)
+
+
+class FleetBuilder:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        templates_dir: Path,
+        settings: FleetSettings | None = None,
+        operators: OperatorCatalog | None = None,
+    ) -> None:
+        self.templates_dir = templates_dir
+        self.settings = settings or load_settings(templates_dir)
+        self.fleet = build_fleet(snapshot)
+        catalog = TemplateCatalog(templates_dir, frozenset(self.settings.params))
+        self.composer = Composer(self.fleet, self.settings, catalog, operators or OperatorCatalog())
+        self.errors: list[ConfigError] = list(self.fleet.errors)
+        self._check_dag_id_collisions()
+
+    @property
+    def invalid(self) -> set[str]:
+        return self.fleet.invalid
+
+    def customer_ids(self) -> list[str]:
+        """Customers that get files: active and valid so far, sorted."""
+        return sorted(
+            cid for cid, c in self.fleet.customers.items() if c.active and cid not in self.invalid
+        )
+
+    def builds(self, only: set[str] | None = None) -> Iterator[CustomerBuild]:
+        for cid in self.customer_ids():
+            if only is None or cid in only:
+                yield self.build(cid)
+
+    def build(self, customer_id: str) -> CustomerBuild:
+        customer = self.fleet.customers[customer_id]
+        result = CustomerBuild(customer_id)
+        specs, result.errors = self.composer.compose(customer)
+        if customer.legacy_dag_file:
+            legacy = self._legacy(customer)
+            if isinstance(legacy, ConfigError):
+                result.errors.append(legacy)
+            else:
+                result.files.append(legacy)
+        for spec in specs:
+            try:
+                source = render_dag(spec, self.settings.airflow_target)
+                compile(source, spec.path, "exec", dont_inherit=True)
+            except (NotALiteral, SyntaxError, ValueError) as exc:
+                result.errors.append(
+                    ConfigError(customer_id, None, "template", f"{spec.dag_id}: {exc}")
+                )
+                continue
+            result.files.append(RenderedFile(spec.path, customer_id, source.encode()))
+        paths = [f.path for f in result.files]
+        if len(paths) != len(set(paths)):
+            result.errors.append(
+                ConfigError(
+                    customer_id, None, "legacy_dag_file", "has the name of a generated file"
+                )
+            )
+        if result.errors:
+            self.invalid.add(customer_id)
+            result.files = []
+        return result
+
+    def _legacy(self, customer: Customer) -> RenderedFile | ConfigError:
+        name = customer.legacy_dag_file or ""
+        path = self.templates_dir / "legacy" / name
+        try:
+            content = path.read_bytes()
+            tree = ast.parse(content, filename=str(path))
+        except OSError:
+            return ConfigError(
+                customer.customer_id, None, "legacy_dag_file", f"no file {name} in {path.parent}"
+            )
+        except SyntaxError as exc:
+            return ConfigError(
+                customer.customer_id, None, "legacy_dag_file", f"{name}:{exc.lineno}: {exc.msg}"
+            )
+        missing = sorted(_unresolved_imports(tree))
+        if missing:
+            return ConfigError(
+                customer.customer_id,
+                None,
+                "legacy_dag_file",
+                f"{name} imports {missing[0]}, which is not installed",
+            )
+        return RenderedFile(f"{customer.customer_id}/{name}", customer.customer_id, content)
+
+    def _check_dag_id_collisions(self) -> None:
+        owners: dict[str, list[str]] = {}
+        for cid, customer in self.fleet.customers.items():
+            if customer.active:
+                for dag_id in self.composer.dag_ids(customer):
+                    owners.setdefault(dag_id, []).append(cid)
+        for dag_id, cids in sorted(owners.items()):
+            if len(cids) > 1:
+                for cid in sorted(cids):
+                    others = ", ".join(c for c in sorted(cids) if c != cid)
+                    self.errors.append(
+                        ConfigError(
+                            cid,
+                            None,
+                            "customer_id",
+                            f"dag_id {dag_id} is also generated for {others}",
+                        )
+                    )
+                    self.invalid.add(cid)
+
+
+def _unresolved_imports(tree: ast.AST) -> set[str]:
+    """Top-level modules a file imports that cannot be found (a try/except ImportError
+    block counts as resolved when any of its branches is)."""
+    missing: set[str] = set()
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+            for h in node.handlers
+        ):
+            guarded.update(id(n) for n in ast.walk(node))
+    for node in ast.walk(tree):
+        if id(node) in guarded:
+            continue
+        modules = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules = [node.module]
+        for module in modules:
+            try:
+                if importlib.util.find_spec(module) is None:
+                    missing.add(module)
+            except (ImportError, ValueError):
+                missing.add(module)
+    return missing

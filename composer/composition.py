@@ -1,0 +1,574 @@
+"""Composition: templates + params + overrides -> DAG specs for one customer.
+
+Pure: everything it needs (the validated fleet, settings, templates, the operator
+catalog) is handed in, and every problem becomes a ConfigError naming the customer,
+the integration and the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import json_merge_patch
+
+from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
+from composer.errors import ConfigError, InvalidConfig
+from composer.model import Customer, Fleet, Integration
+from composer.operators import OperatorCatalog, UnknownOperator
+from composer.schedule import stagger
+from composer.settings import FleetSettings
+from composer.substitution import ParamCycle, ParamResolver, UnknownPlaceholder, substitute
+from composer.templates import BUILTINS, Template, TemplateCatalog, TemplateError, check_tasks
+
+CALLBACK_KEYS = frozenset(
+    {
+        "on_failure_callback",
+        "on_success_callback",
+        "on_retry_callback",
+        "on_execute_callback",
+        "on_skipped_callback",
+        "sla_miss_callback",
+    }
+)
+CREDENTIAL_RE = re.compile(
+    r"pass(word|wd|phrase)?$|^pwd$|secret|token|api_?key|private_?key|credential|access_?key|auth_?key",
+    re.IGNORECASE,
+)
+REFERENCE_SUFFIXES = ("_conn_id", "_secret_id")
+RESERVED_INTEGRATION_IDS = frozenset({"main", "rollup", "setup"})
+ROLLUP_ID = "rollup"
+SETUP_GROUP = ""
+
+
+def looks_like_credential(name: str) -> bool:
+    if name.endswith(REFERENCE_SUFFIXES) or name in ("conn_id", "secret_id"):
+        return False
+    return bool(CREDENTIAL_RE.search(name))
+
+
+def main_dag_id(customer_id: str) -> str:
+    return f"{customer_id}__main"
+
+
+def cron_dag_id(customer_id: str, integration_id: str) -> str:
+    return f"{customer_id}__{integration_id}"
+
+
+class Composer:
+    """Builds the DagSpecs of one customer at a time."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        settings: FleetSettings,
+        templates: TemplateCatalog,
+        operators: OperatorCatalog,
+    ) -> None:
+        self.fleet = fleet
+        self.settings = settings
+        self.templates = templates
+        self.operators = operators
+
+    # -- public ---------------------------------------------------------------
+
+    def dag_ids(self, customer: Customer) -> list[str]:
+        """The dag_ids this customer will own, known before composing (for collisions)."""
+        ids = [] if customer.legacy_dag_file else [main_dag_id(customer.customer_id)]
+        ids += [
+            cron_dag_id(customer.customer_id, i.integration_id)
+            for i in customer.integrations
+            if i.schedule is not None
+        ]
+        return ids
+
+    def compose(self, customer: Customer) -> tuple[list[DagSpec], list[ConfigError]]:
+        specs: list[DagSpec] = []
+        errors: list[ConfigError] = []
+        main_blocks: list[tuple[Integration, Template, list[TaskSpec], GroupSpec]] = []
+        descendants = self.fleet.active_descendants(customer.customer_id)
+        for integration in customer.integrations:
+            try:
+                if integration.integration_id in RESERVED_INTEGRATION_IDS:
+                    self._fail(customer, integration, "integration_id", "is reserved by dagfleet")
+                variant = "main" if integration.schedule is None else "cron"
+                template = self._template(customer, integration, variant)
+                if variant == "main":
+                    main_blocks.append(
+                        self._block(customer, integration, template, descendants, "main")
+                    )
+                else:
+                    specs.append(self._cron_dag(customer, integration, template, descendants))
+            except InvalidConfig as exc:
+                errors.append(exc.error)
+        if not customer.legacy_dag_file:
+            try:
+                if descendants and self.settings.rollup_template:
+                    rollup = Integration(
+                        customer.customer_id,
+                        ROLLUP_ID,
+                        self.settings.rollup_template,
+                        None,
+                        {},
+                        None,
+                    )
+                    template = self._template(customer, rollup, "main")
+                    main_blocks.append(self._block(customer, rollup, template, descendants, "main"))
+                specs.insert(0, self._main_dag(customer, main_blocks, descendants))
+            except InvalidConfig as exc:
+                errors.append(exc.error)
+        return specs, errors
+
+    # -- DAGs -----------------------------------------------------------------
+
+    def _main_dag(self, customer: Customer, blocks: list, descendants: list[str]) -> DagSpec:
+        dag_id = main_dag_id(customer.customer_id)
+        params = self._customer_params(customer, None, dag_id, descendants)
+        setup = self._setup_tasks(customer, params)
+        tasks = list(setup)
+        groups: list[GroupSpec] = []
+        for _integration, _template, block_tasks, group in blocks:
+            groups.append(group)
+            groups.extend(self._inner_groups(block_tasks, group.path))
+            tasks.extend(self._after(setup, block_tasks))
+        schedule = customer.main_schedule or self.settings.default_main_schedule
+        from composer.schedule import normalize_cron
+
+        return DagSpec(
+            dag_id=dag_id,
+            customer_id=customer.customer_id,
+            variant="main",
+            schedule=stagger(normalize_cron(schedule), dag_id, self.settings.stagger_minutes),
+            timezone=customer.timezone,
+            start_date=self.settings.start_date,
+            description=f"{customer.name}: nightly main DAG",
+            tags=self._tags(customer, [t.name for _, t, _, _ in blocks], "main"),
+            default_args=self._dag_default_args(customer, None, params),
+            groups=tuple(groups),
+            tasks=tuple(tasks),
+            templates=tuple(sorted({t.name for _, t, _, _ in blocks})),
+        )
+
+    def _cron_dag(
+        self,
+        customer: Customer,
+        integration: Integration,
+        template: Template,
+        descendants: list[str],
+    ) -> DagSpec:
+        dag_id = cron_dag_id(customer.customer_id, integration.integration_id)
+        _, _, block_tasks, _ = self._block(customer, integration, template, descendants, "cron")
+        params = self._customer_params(customer, None, dag_id, descendants)
+        setup = self._setup_tasks(customer, params)
+        resolver = self._resolver(customer, integration, template, dag_id, descendants)
+        default_args = dict(self._dag_default_args(customer, integration, params))
+        default_args.update(self._default_args(customer, integration, template, resolver))
+        description = self._substitute(
+            customer,
+            integration,
+            "cron.description",
+            (template.cron or {}).get("description") or "",
+            resolver,
+        )
+        return DagSpec(
+            dag_id=dag_id,
+            customer_id=customer.customer_id,
+            variant="cron",
+            schedule=stagger(integration.schedule or "", dag_id, self.settings.stagger_minutes),
+            timezone=customer.timezone,
+            start_date=self.settings.start_date,
+            description=str(
+                description or f"{customer.name}: {integration.integration_id} ({template.name})"
+            ),
+            tags=self._tags(customer, [template.name], "cron"),
+            default_args=default_args,
+            groups=tuple(self._inner_groups(block_tasks, ())),
+            tasks=tuple([*setup, *self._after(setup, block_tasks)]),
+            templates=(template.name,),
+        )
+
+    @staticmethod
+    def _after(setup: list[TaskSpec], block: list[TaskSpec]) -> list[TaskSpec]:
+        """Make the block's root tasks run after every leaf of the setup tasks."""
+        if not setup:
+            return block
+        setup_refs = {t.ref for t in setup}
+        leaves = tuple(
+            t.ref
+            for t in setup
+            if not any(t.ref in s.upstream for s in setup if s.ref in setup_refs)
+        )
+        return [
+            TaskSpec(t.task_id, t.groups, t.operator, t.args, t.upstream or leaves)
+            if not t.upstream
+            else t
+            for t in block
+        ]
+
+    @staticmethod
+    def _inner_groups(tasks: list[TaskSpec], outer: tuple[str, ...]) -> list[GroupSpec]:
+        paths = sorted({t.groups for t in tasks if len(t.groups) > len(outer)})
+        return [GroupSpec(path) for path in paths]
+
+    def _tags(self, customer: Customer, templates: list[str], variant: str) -> tuple[str, ...]:
+        return (
+            f"customer:{customer.customer_id}",
+            *(f"template:{name}" for name in sorted(set(templates))),
+            f"variant:{variant}",
+        )
+
+    # -- one integration ------------------------------------------------------
+
+    def _template(self, customer: Customer, integration: Integration, variant: str) -> Template:
+        try:
+            template = self.templates.get(integration.template)
+        except TemplateError as exc:
+            self._fail(customer, integration, exc.field, str(exc))
+        if getattr(template, variant) is None:
+            where = (
+                "a NULL schedule (main DAG)" if variant == "main" else "a schedule (own cron DAG)"
+            )
+            self._fail(
+                customer,
+                integration,
+                "schedule",
+                f"template {template.name!r} cannot run with {where}",
+            )
+        return template
+
+    def _block(
+        self,
+        customer: Customer,
+        integration: Integration,
+        template: Template,
+        descendants: list[str],
+        variant: str,
+    ) -> tuple[Integration, Template, list[TaskSpec], GroupSpec]:
+        dag_id = (
+            main_dag_id(customer.customer_id)
+            if variant == "main"
+            else cron_dag_id(customer.customer_id, integration.integration_id)
+        )
+        self._check_param_names(customer, integration)
+        resolver = self._resolver(customer, integration, template, dag_id, descendants)
+        raw_tasks = self._merged_tasks(customer, integration, template)
+        tasks = self._substitute(customer, integration, "tasks", raw_tasks, resolver)
+        allowed = set(self.settings.imports) | set(template.imports)
+        outer = (integration.integration_id,) if variant == "main" else ()
+        specs = []
+        for task_id, task in tasks.items():
+            field = f"{'task_overrides' if integration.task_overrides and task_id in integration.task_overrides else 'tasks'}.{task_id}"
+            args = self._checked_args(
+                customer, integration, field, task["operator"], task.get("args") or {}, allowed
+            )
+            groups = (*outer, task["group"]) if task.get("group") else outer
+            specs.append(
+                TaskSpec(task_id, groups, task["operator"], args, tuple(task.get("upstream", [])))
+            )
+        refs = {s.task_id: s.ref for s in specs}
+        specs = [
+            TaskSpec(s.task_id, s.groups, s.operator, s.args, tuple(refs[u] for u in s.upstream))
+            for s in specs
+        ]
+        group_args = (
+            self._default_args(customer, integration, template, resolver)
+            if variant == "main"
+            else None
+        )
+        tooltip = str(
+            self._substitute(
+                customer,
+                integration,
+                "main.tooltip",
+                (template.main or {}).get("tooltip") or template.description,
+                resolver,
+            )
+        )
+        return integration, template, specs, GroupSpec(outer, tooltip, group_args or None)
+
+    def _merged_tasks(
+        self, customer: Customer, integration: Integration, template: Template
+    ) -> dict[str, Any]:
+        overrides = integration.task_overrides
+        if not overrides:
+            return template.tasks
+        for task_id, patch in overrides.items():
+            if patch is not None and not isinstance(patch, dict):
+                self._fail(
+                    customer,
+                    integration,
+                    f"task_overrides.{task_id}",
+                    "must be a task mapping or null",
+                )
+            for key, value in self._walk(
+                patch.get("args") if isinstance(patch, dict) else None,
+                f"task_overrides.{task_id}.args",
+            ):
+                if looks_like_credential(key.rsplit(".", 1)[-1]) and isinstance(value, str | int):
+                    self._fail(
+                        customer,
+                        integration,
+                        key,
+                        "looks like a credential: pass a connection or secret id (…_conn_id / …_secret_id) instead",
+                    )
+        merged = json_merge_patch.merge(copy.deepcopy(template.tasks), copy.deepcopy(overrides))
+        # Added tasks go last, by id: the JSON column's key order is the backend's, not ours.
+        added = sorted(k for k in merged if k not in template.tasks)
+        merged = {k: merged[k] for k in [*(k for k in template.tasks if k in merged), *added]}
+        try:
+            return check_tasks(merged, "task_overrides")
+        except TemplateError as exc:
+            self._fail(customer, integration, exc.field, str(exc))
+
+    def _checked_args(
+        self,
+        customer: Customer,
+        integration: Integration,
+        field: str,
+        operator: str,
+        args: dict,
+        allowed: set[str],
+    ) -> dict[str, Any]:
+        try:
+            unknown = self.operators.unknown_arguments(operator, set(args))
+        except UnknownOperator as exc:
+            self._fail(
+                customer, integration, f"{field}.operator", f"unknown operator {operator}: {exc}"
+            )
+        if unknown:
+            self._fail(
+                customer,
+                integration,
+                f"{field}.args.{unknown[0]}",
+                f"{operator.rsplit('.', 1)[-1]} takes no argument {unknown[0]!r}",
+            )
+        return self._callbacks(customer, integration, f"{field}.args", args, allowed)
+
+    def _callbacks(
+        self,
+        customer: Customer,
+        integration: Integration | None,
+        field: str,
+        args: dict,
+        allowed: set[str],
+    ) -> dict[str, Any]:
+        out = dict(args)
+        for key in CALLBACK_KEYS & set(args):
+            value = args[key]
+            paths = value if isinstance(value, list) else [value]
+            refs = []
+            for path in paths:
+                if not isinstance(path, str) or path not in allowed:
+                    self._fail(
+                        customer,
+                        integration,
+                        f"{field}.{key}",
+                        f"{path!r} is not a callable listed under the template's or fleet's imports",
+                    )
+                try:
+                    self.operators.check_callable(path)
+                except UnknownOperator as exc:
+                    self._fail(customer, integration, f"{field}.{key}", str(exc))
+                refs.append(CodeRef(path))
+            out[key] = refs if isinstance(value, list) else refs[0]
+        return out
+
+    # -- params ---------------------------------------------------------------
+
+    def _builtins(
+        self,
+        customer: Customer,
+        integration: Integration | None,
+        dag_id: str,
+        descendants: list[str],
+    ) -> dict[str, Any]:
+        values = {
+            "customer_id": customer.customer_id,
+            # customer_id as a BigQuery dataset/table name may be spelled ('-' is not allowed)
+            "customer_key": customer.customer_id.replace("-", "_"),
+            "customer_name": customer.name,
+            "timezone": customer.timezone,
+            "dag_id": dag_id,
+            "descendant_ids": list(descendants),
+            "descendant_count": len(descendants),
+        }
+        if integration is not None:
+            values["integration_id"] = integration.integration_id
+            values["template"] = integration.template
+        return values
+
+    def _check_param_names(self, customer: Customer, integration: Integration | None) -> None:
+        layers = [("params", customer.params, None)]
+        if integration is not None:
+            layers.append(("params", integration.params, integration))
+        for prefix, params, owner in layers:
+            for name in params:
+                if name in BUILTINS:
+                    self._fail(
+                        customer, owner, f"{prefix}.{name}", "is a built-in param and cannot be set"
+                    )
+                if looks_like_credential(name):
+                    self._fail(
+                        customer,
+                        owner,
+                        f"{prefix}.{name}",
+                        "looks like a credential: store it in Secret Manager and pass its …_conn_id or …_secret_id",
+                    )
+
+    def _resolver(
+        self,
+        customer: Customer,
+        integration: Integration,
+        template: Template,
+        dag_id: str,
+        descendants: list[str],
+    ) -> ParamResolver:
+        raw: dict[str, Any] = dict(self.settings.params)
+        raw.update(
+            {name: spec.default for name, spec in template.params.items() if not spec.required}
+        )
+        raw.update(customer.params)
+        raw.update(integration.params)
+        for name, spec in template.params.items():
+            if (
+                spec.required
+                and name not in customer.params
+                and name not in integration.params
+                and name not in self.settings.params
+            ):
+                self._fail(
+                    customer,
+                    integration,
+                    f"params.{name}",
+                    f"required by template {template.name!r} but not set",
+                )
+        resolver = ParamResolver(raw, self._builtins(customer, integration, dag_id, descendants))
+        self._resolve_all(customer, integration, raw, resolver)
+        return resolver
+
+    def _customer_params(
+        self,
+        customer: Customer,
+        integration: Integration | None,
+        dag_id: str,
+        descendants: list[str],
+    ) -> ParamResolver:
+        self._check_param_names(customer, None)
+        raw = {**self.settings.params, **customer.params}
+        resolver = ParamResolver(raw, self._builtins(customer, integration, dag_id, descendants))
+        self._resolve_all(customer, integration, raw, resolver)
+        return resolver
+
+    def _resolve_all(
+        self,
+        customer: Customer,
+        integration: Integration | None,
+        raw: Mapping[str, Any],
+        resolver: ParamResolver,
+    ) -> None:
+        for name in raw:
+            try:
+                resolver(name)
+            except UnknownPlaceholder as exc:
+                self._fail(
+                    customer, integration, f"params.{name}", f"unknown placeholder {{{exc.name}}}"
+                )
+            except ParamCycle as exc:
+                self._fail(customer, integration, f"params.{name}", f"param reference cycle {exc}")
+
+    def _substitute(
+        self,
+        customer: Customer,
+        integration: Integration | None,
+        field: str,
+        value: Any,
+        resolver: ParamResolver,
+    ) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: self._substitute(customer, integration, f"{field}.{k}", v, resolver)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [
+                self._substitute(customer, integration, f"{field}[{i}]", v, resolver)
+                for i, v in enumerate(value)
+            ]
+        try:
+            return substitute(value, resolver)
+        except UnknownPlaceholder as exc:
+            self._fail(customer, integration, field, f"unknown placeholder {{{exc.name}}}")
+
+    def _default_args(
+        self,
+        customer: Customer,
+        integration: Integration,
+        template: Template,
+        resolver: ParamResolver,
+    ) -> dict[str, Any]:
+        args = self._substitute(
+            customer, integration, "default_args", template.default_args, resolver
+        )
+        allowed = set(self.settings.imports) | set(template.imports)
+        return self._callbacks(customer, integration, "default_args", args, allowed)
+
+    def _dag_default_args(
+        self, customer: Customer, integration: Integration | None, resolver: ParamResolver
+    ) -> dict[str, Any]:
+        args = self._substitute(
+            customer, None, "fleet.default_args", self.settings.default_args, resolver
+        )
+        return self._callbacks(
+            customer, None, "fleet.default_args", args, set(self.settings.imports)
+        )
+
+    def _setup_tasks(self, customer: Customer, resolver: ParamResolver) -> list[TaskSpec]:
+        if not self.settings.setup_tasks:
+            return []
+        tasks = self._substitute(
+            customer, None, "fleet.setup_tasks", self.settings.setup_tasks, resolver
+        )
+        try:
+            tasks = check_tasks(tasks, "fleet.setup_tasks")
+        except TemplateError as exc:
+            self._fail(customer, None, exc.field, str(exc))
+        allowed = set(self.settings.imports)
+        return [
+            TaskSpec(
+                task_id,
+                (task["group"],) if task.get("group") else (),
+                task["operator"],
+                self._checked_args(
+                    customer,
+                    None,
+                    f"fleet.setup_tasks.{task_id}",
+                    task["operator"],
+                    task.get("args") or {},
+                    allowed,
+                ),
+                tuple(task.get("upstream", [])),
+            )
+            for task_id, task in tasks.items()
+        ]
+
+    # -- helpers --------------------------------------------------------------
+
+    @staticmethod
+    def _walk(value: Any, prefix: str):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield f"{prefix}.{key}", item
+                yield from Composer._walk(item, f"{prefix}.{key}")
+
+    @staticmethod
+    def _fail(customer: Customer, integration: Integration | None, field: str, message: str):
+        raise InvalidConfig(
+            ConfigError(
+                customer.customer_id,
+                integration.integration_id if integration else None,
+                field,
+                message,
+            )
+        )

@@ -1,0 +1,71 @@
+"""The types between composition and rendering: what one generated file holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Variant = Literal["main", "cron", "legacy"]
+
+
+@dataclass(frozen=True)
+class CodeRef:
+    """A callable the generated file imports by name (only ever from an allow-list)."""
+
+    dotted: str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    task_id: str
+    groups: tuple[str, ...]  # enclosing task groups, outermost first
+    operator: str  # dotted import path of the operator class
+    args: dict[str, Any]
+    upstream: tuple[str, ...]  # refs of upstream tasks in the same DAG
+
+    @property
+    def ref(self) -> str:
+        """The task id Airflow shows: group ids, then the task id, joined by dots."""
+        return ".".join((*self.groups, self.task_id))
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    path: tuple[str, ...]
+    tooltip: str = ""
+    default_args: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DagSpec:
+    dag_id: str
+    customer_id: str
+    variant: Variant
+    schedule: str  # 5-field cron, in `timezone`
+    timezone: str
+    start_date: dt.date
+    description: str
+    tags: tuple[str, ...]
+    default_args: dict[str, Any]
+    groups: tuple[GroupSpec, ...]
+    tasks: tuple[TaskSpec, ...]
+    templates: tuple[str, ...]  # template names, for the file header
+
+    @property
+    def path(self) -> str:
+        return f"{self.customer_id}/{self.dag_id}.py"
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One file for the target: where it goes, who owns it, and its exact bytes."""
+
+    path: str
+    customer_id: str
+    content: bytes
+
+    @property
+    def md5(self) -> str:
+        return hashlib.md5(self.content, usedforsecurity=False).hexdigest()

@@ -1,0 +1,132 @@
+"""Publish: apply a plan to a target, in an order that survives a crash anywhere.
+
+1. The manifest first lists every file about to be written (old and new), so a file
+   that lands before a crash is already owned and the next run simply converges.
+2. Changed and added files are written in parallel, each atomically.
+3. Removed files are deleted.
+4. The final manifest is written; `.airflowignore` keeps Airflow off the manifest.
+An unchanged fleet writes nothing at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from composer.dagspec import RenderedFile
+from composer.errors import PruneRefused, TargetError
+from composer.plan import AIRFLOWIGNORE, IGNORE_LINE, MANIFEST, Manifest, Plan, prune_limit
+from composer.targets import ObjectState, Target
+
+DEFAULT_JOBS = 16
+
+
+@dataclass
+class ApplyResult:
+    written: int = 0
+    deleted: int = 0
+
+
+class Progress:
+    """A one-line progress counter on a terminal; silent elsewhere."""
+
+    def __init__(self, total: int, label: str, stream=None) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.stream = stream or sys.stderr
+        self.enabled = total >= 50 and self.stream.isatty()
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if self.enabled and (self.done == self.total or self.done % 25 == 0):
+            width = 30
+            filled = width * self.done // max(self.total, 1)
+            self.stream.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+            )
+            if self.done == self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def apply_plan(
+    plan: Plan,
+    target: Target,
+    objects: dict[str, ObjectState],
+    manifest_before: Manifest,
+    render: Callable[[set[str]], Iterable[RenderedFile]],
+    *,
+    jobs: int = DEFAULT_JOBS,
+    force_prune: bool = False,
+) -> ApplyResult:
+    """Write what the plan says. `render(customers)` rebuilds those customers' files."""
+    if plan.prune_refused and not force_prune:
+        raise PruneRefused(
+            f"refusing to remove {len(plan.removed)} of {plan.owned_before} owned files "
+            f"(more than {prune_limit(plan.owned_before)}): check the store, then run with "
+            "--force-prune if the removal is intended"
+        )
+    result = ApplyResult()
+    if not plan.has_changes and not plan.manifest_changed:
+        _ensure_airflowignore(target, objects)
+        return result
+    manifest_state = objects.get(MANIFEST)
+    if plan.added:
+        intent = Manifest({**manifest_before.files, **{p: plan.owner[p] for p in plan.added}})
+        manifest_state = _write_manifest(target, intent, manifest_state)
+    _ensure_airflowignore(target, objects)
+
+    writes = set(plan.writes)
+    progress = Progress(len(writes), "writing")
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        pending = set()
+        for rendered in render(plan.customers_to_render()):
+            if rendered.path in writes:
+                pending.add(
+                    pool.submit(
+                        target.write, rendered.path, rendered.content, objects.get(rendered.path)
+                    )
+                )
+                if len(pending) >= jobs * 4:  # bounded: never the whole fleet in memory
+                    pending = _drain(pending, progress, result, block_until=jobs * 2)
+        _drain(pending, progress, result, block_until=0)
+        if result.written != len(writes):
+            raise TargetError(
+                f"wrote {result.written} of {len(writes)} files: the build changed during the sync"
+            )
+        deletes = [pool.submit(target.delete, path, objects.get(path)) for path in plan.removed]
+        for future in as_completed(deletes):
+            future.result()
+            result.deleted += 1
+    if plan.manifest_changed or plan.added:
+        _write_manifest(target, plan.manifest, manifest_state)
+    return result
+
+
+def _drain(pending: set, progress: Progress, result: ApplyResult, block_until: int) -> set:
+    while len(pending) > block_until:
+        done = next(as_completed(pending))
+        pending.discard(done)
+        done.result()  # re-raises the first TargetError
+        result.written += 1
+        progress.step()
+    return pending
+
+
+def _write_manifest(
+    target: Target, manifest: Manifest, state: ObjectState | None, result: ApplyResult
+) -> ObjectState:
+    return target.write(MANIFEST, manifest.to_bytes(), state)
+
+
+def _ensure_airflowignore(
+    target: Target, objects: dict[str, ObjectState], result: ApplyResult
+) -> None:
+    """Add our line to .airflowignore, keeping whatever else is in it."""
+    current = target.read(AIRFLOWIGNORE) if AIRFLOWIGNORE in objects else None
+    lines = (current or b"").decode().splitlines()
+    if IGNORE_LINE in lines:
+        return
+    text = "\n".join([*lines, "# dagfleet's list of owned files", IGNORE_LINE]) + "\n"
+    target.write(AIRFLOWIGNORE, text.encode(), objects.get(AIRFLOWIGNORE))

@@ -1,0 +1,91 @@
+"""Fleet settings: templates/fleet.yaml, the knobs that apply to every customer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composer.errors import SettingsError
+from composer.yamlio import load_yaml
+
+SETTINGS_FILE = "fleet.yaml"
+_KEYS = {
+    "airflow_target",
+    "default_main_schedule",
+    "stagger_minutes",
+    "start_date",
+    "params",
+    "default_args",
+    "imports",
+    "setup_tasks",
+    "rollup_template",
+}
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    airflow_target: int = 3
+    default_main_schedule: str = "0 2 * * *"
+    stagger_minutes: int = 30
+    start_date: dt.date = dt.date(2024, 1, 1)
+    params: dict[str, Any] = field(default_factory=dict)
+    default_args: dict[str, Any] = field(default_factory=dict)
+    imports: tuple[str, ...] = ()
+    # Tasks placed first in every generated DAG (e.g. make sure the dataset exists).
+    setup_tasks: dict[str, Any] = field(default_factory=dict)
+    rollup_template: str | None = None
+
+
+def load_settings(templates_dir: Path) -> FleetSettings:
+    path = templates_dir / SETTINGS_FILE
+    if not path.is_file():
+        raise SettingsError(f"{path}: fleet settings file is missing")
+    try:
+        raw = load_yaml(path) or {}
+    except Exception as exc:  # yaml.YAMLError, OSError
+        raise SettingsError(f"{path}: cannot read: {exc}".replace("\n", " ")) from exc
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: expected a mapping at the top level")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise SettingsError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    target = raw.get("airflow_target", 3)
+    if target not in (2, 3):
+        raise SettingsError(f"{path}: airflow_target must be 2 or 3, not {target!r}")
+    stagger = raw.get("stagger_minutes", 30)
+    if not isinstance(stagger, int) or not 0 <= stagger <= 59:
+        raise SettingsError(f"{path}: stagger_minutes must be an integer from 0 to 59")
+    start = raw.get("start_date", dt.date(2024, 1, 1))
+    if isinstance(start, str):
+        try:
+            start = dt.date.fromisoformat(start)
+        except ValueError as exc:
+            raise SettingsError(f"{path}: start_date must be YYYY-MM-DD") from exc
+    if not isinstance(start, dt.date):
+        raise SettingsError(f"{path}: start_date must be YYYY-MM-DD")
+    for key in ("params", "default_args", "setup_tasks"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise SettingsError(f"{path}: {key} must be a mapping")
+    imports = raw.get("imports") or []
+    if not isinstance(imports, list) or not all(isinstance(i, str) for i in imports):
+        raise SettingsError(f"{path}: imports must be a list of dotted paths")
+    from composer.schedule import normalize_cron
+
+    default_schedule = raw.get("default_main_schedule", "0 2 * * *")
+    try:
+        normalize_cron(default_schedule)
+    except ValueError as exc:
+        raise SettingsError(f"{path}: default_main_schedule: {exc}") from exc
+    return FleetSettings(
+        airflow_target=target,
+        default_main_schedule=default_schedule,
+        stagger_minutes=stagger,
+        start_date=start,
+        params=raw.get("params") or {},
+        default_args=raw.get("default_args") or {},
+        imports=tuple(imports),
+        setup_tasks=raw.get("setup_tasks") or {},
+        rollup_template=raw.get("rollup_template"),
+    )

@@ -1,0 +1,161 @@
+"""The embedded store: SQLite, with tables derived from the one Spanner schema file."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+from composer.errors import StoreError
+from composer.store import CustomerRow, IntegrationRow, Snapshot, schema_statements
+
+_TYPES = [
+    (re.compile(r"\bSTRING\(\w+\)"), "TEXT"),
+    (re.compile(r"\bBOOL\b"), "INTEGER"),
+    (re.compile(r"\bJSON\b"), "TEXT"),
+]
+CUSTOMER_COLUMNS = "customer_id, name, timezone, parent_customer_id, active, main_schedule, legacy_dag_file, params"
+INTEGRATION_COLUMNS = (
+    "customer_id, integration_id, template, schedule, params, task_overrides, enabled"
+)
+
+
+def sqlite_ddl(statement: str) -> str:
+    """Spanner CREATE TABLE -> SQLite: types mapped, PRIMARY KEY moved inside the
+    column list, INTERLEAVE turned into a cascading foreign key."""
+    for pattern, replacement in _TYPES:
+        statement = pattern.sub(replacement, statement)
+    match = re.match(r"CREATE TABLE (\w+) \((.*)\) PRIMARY KEY \(([^)]*)\)(.*)", statement, re.S)
+    if not match:
+        raise StoreError(f"schema statement not understood: {statement[:60]}...")
+    table, columns, key, rest = match.groups()
+    parts = [columns.strip().rstrip(","), f"PRIMARY KEY ({key})"]
+    parent = re.search(r"INTERLEAVE IN PARENT (\w+)", rest)
+    if parent:
+        first_key = key.split(",")[0].strip()
+        parts.append(
+            f"FOREIGN KEY ({first_key}) REFERENCES {parent.group(1)} ({first_key}) ON DELETE CASCADE"
+        )
+    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(parts)})"
+
+
+class SqliteStore:
+    def __init__(self, url: str, *, create: bool = False) -> None:
+        self.url = url
+        self.path = Path(url.removeprefix("sqlite:///"))
+        if not create and not self.path.is_file():
+            raise StoreError(
+                f"store {url}: no such SQLite file (create it with `fleet store init`)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=10)
+            conn.execute("PRAGMA foreign_keys = ON")
+            return conn
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"store {self.url}: cannot open: {exc}") from exc
+
+    def init_schema(self) -> None:
+        conn = self._connect()
+        try:
+            with conn:
+                for statement in schema_statements():
+                    conn.execute(sqlite_ddl(statement))
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.url}: cannot apply the schema: {exc}") from exc
+        finally:
+            conn.close()
+
+    def read_snapshot(self) -> Snapshot:
+        conn = self._connect()
+        try:
+            # One read transaction: both SELECTs see the same state of the file.
+            conn.execute("BEGIN")
+            customers = conn.execute(
+                f"SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY customer_id"
+            ).fetchall()
+            integrations = conn.execute(
+                f"SELECT {INTEGRATION_COLUMNS} FROM integrations ORDER BY customer_id, integration_id"
+            ).fetchall()
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.url}: cannot read: {exc}") from exc
+        finally:
+            conn.close()
+        return Snapshot(
+            tuple(
+                CustomerRow(
+                    customer_id=r[0],
+                    name=r[1],
+                    timezone=r[2],
+                    parent_customer_id=r[3],
+                    active=bool(r[4]),
+                    main_schedule=r[5],
+                    legacy_dag_file=r[6],
+                    params=r[7],
+                )
+                for r in customers
+            ),
+            tuple(
+                IntegrationRow(
+                    customer_id=r[0],
+                    integration_id=r[1],
+                    template=r[2],
+                    schedule=r[3],
+                    params=r[4],
+                    task_overrides=r[5],
+                    enabled=bool(r[6]),
+                )
+                for r in integrations
+            ),
+        )
+
+    def insert(self, snapshot: Snapshot) -> None:
+        conn = self._connect()
+        try:
+            with conn:
+                conn.executemany(
+                    f"INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            c.customer_id,
+                            c.name,
+                            c.timezone,
+                            c.parent_customer_id,
+                            bool(c.active),
+                            c.main_schedule,
+                            c.legacy_dag_file,
+                            _text(c.params),
+                        )
+                        for c in snapshot.customers
+                    ],
+                )
+                conn.executemany(
+                    f"INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            i.customer_id,
+                            i.integration_id,
+                            i.template,
+                            i.schedule,
+                            _text(i.params),
+                            _text(i.task_overrides),
+                            bool(i.enabled),
+                        )
+                        for i in snapshot.integrations
+                    ],
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.url}: cannot insert: {exc}") from exc
+        finally:
+            conn.close()
+
+
+def _text(value: object) -> str | None:
+    import json
+
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,226 @@
+"""Templates: one YAML file per integration type, loaded and checked for shape.
+
+A template is checked on its own (keys, task graph, placeholders it uses) when it is
+loaded; what depends on a customer (param values, overrides, operator arguments after
+the merge) is checked in composition.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composer.substitution import placeholders
+from composer.yamlio import load_yaml
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+TASK_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}\Z")
+DOTTED_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
+TASK_KEYS = frozenset({"operator", "args", "upstream", "group"})
+TEMPLATE_KEYS = frozenset(
+    {"template", "description", "params", "imports", "default_args", "tasks", "main", "cron"}
+)
+PARAM_KEYS = frozenset({"required", "default", "description"})
+BUILTINS = frozenset(
+    {
+        "customer_id",
+        "customer_key",
+        "customer_name",
+        "timezone",
+        "integration_id",
+        "template",
+        "dag_id",
+        "descendant_ids",
+        "descendant_count",
+    }
+)
+
+
+class TemplateError(ValueError):
+    """A template file is unusable; `field` locates the problem inside it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    required: bool = False
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    description: str
+    params: dict[str, ParamSpec]
+    imports: tuple[str, ...]
+    default_args: dict[str, Any]
+    tasks: dict[str, dict[str, Any]]
+    main: dict[str, Any] | None  # None: this template cannot run inside a main DAG
+    cron: dict[str, Any] | None  # None: this template cannot have its own cron DAG
+    source: Path | None = field(default=None, compare=False)
+
+
+def check_tasks(tasks: Any, prefix: str) -> dict[str, dict[str, Any]]:
+    """Shape of a `tasks` map (template or template after overrides) and its graph."""
+    if not isinstance(tasks, dict) or not tasks:
+        raise TemplateError(prefix, "must be a non-empty mapping of task id to task")
+    for task_id, task in tasks.items():
+        where = f"{prefix}.{task_id}"
+        if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
+            raise TemplateError(where, "task id must match [A-Za-z0-9_][A-Za-z0-9_-]*")
+        if not isinstance(task, dict):
+            raise TemplateError(where, "a task must be a mapping")
+        unknown = sorted(set(task) - TASK_KEYS)
+        if unknown:
+            raise TemplateError(
+                f"{where}.{unknown[0]}", "unknown task key (use operator, args, upstream, group)"
+            )
+        operator = task.get("operator")
+        if not isinstance(operator, str) or not DOTTED_RE.match(operator):
+            raise TemplateError(f"{where}.operator", "must be the operator's dotted import path")
+        if not isinstance(task.get("args", {}), dict):
+            raise TemplateError(f"{where}.args", "must be a mapping")
+        upstream = task.get("upstream", [])
+        if not isinstance(upstream, list) or not all(isinstance(u, str) for u in upstream):
+            raise TemplateError(f"{where}.upstream", "must be a list of task ids")
+        for up in upstream:
+            if up not in tasks:
+                raise TemplateError(f"{where}.upstream", f"unknown upstream task {up!r}")
+        group = task.get("group")
+        if group is not None and (not isinstance(group, str) or not TASK_ID_RE.match(group)):
+            raise TemplateError(f"{where}.group", "must be a task group id")
+        if isinstance(group, str) and group in tasks:
+            raise TemplateError(f"{where}.group", f"group {group!r} has the id of a task")
+    cycle = find_cycle({tid: t.get("upstream", []) for tid, t in tasks.items()})
+    if cycle:
+        raise TemplateError(
+            f"{prefix}.{cycle[0]}.upstream", "dependency cycle " + " -> ".join(cycle)
+        )
+    return tasks
+
+
+def find_cycle(upstream: dict[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for up in upstream.get(node, []):
+            if state.get(up) == 1:
+                return [*path[path.index(up) :], up]
+            if up not in state:
+                found = visit(up)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(upstream):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def parse_template(
+    raw: Any, name: str, known_params: frozenset[str], source: Path | None = None
+) -> Template:
+    if not isinstance(raw, dict):
+        raise TemplateError("template", "a template file must be a mapping")
+    unknown = sorted(set(raw) - TEMPLATE_KEYS)
+    if unknown:
+        raise TemplateError(unknown[0], "unknown template key")
+    if raw.get("template") != name:
+        raise TemplateError("template", f"must be {name!r}, the file's name")
+    params: dict[str, ParamSpec] = {}
+    for pname, spec in (raw.get("params") or {}).items():
+        if not isinstance(spec, dict) or set(spec) - PARAM_KEYS:
+            raise TemplateError(
+                f"params.{pname}", "declare a param as {required: true} or {default: value}"
+            )
+        if pname in BUILTINS:
+            raise TemplateError(f"params.{pname}", "is a built-in param and cannot be declared")
+        required = bool(spec.get("required", False))
+        if required and "default" in spec:
+            raise TemplateError(f"params.{pname}", "a required param cannot have a default")
+        params[pname] = ParamSpec(pname, required, spec.get("default"))
+    imports = raw.get("imports") or []
+    if not isinstance(imports, list) or not all(
+        isinstance(i, str) and DOTTED_RE.match(i) for i in imports
+    ):
+        raise TemplateError("imports", "must be a list of dotted import paths")
+    default_args = raw.get("default_args") or {}
+    if not isinstance(default_args, dict):
+        raise TemplateError("default_args", "must be a mapping")
+    tasks = check_tasks(raw.get("tasks"), "tasks")
+    variants = {}
+    for variant in ("main", "cron"):
+        value = raw.get(variant, None)
+        if variant in raw and not isinstance(value or {}, dict):
+            raise TemplateError(variant, "must be a mapping")
+        variants[variant] = (value or {}) if variant in raw else None
+    if variants["main"] is None and variants["cron"] is None:
+        raise TemplateError("main", "a template must declare `main:`, `cron:` or both")
+    known = known_params | BUILTINS | set(params)
+    for where, value in (("default_args", default_args), ("tasks", tasks)):
+        missing = sorted(placeholders(value) - known)
+        if missing:
+            raise TemplateError(
+                where, f"unknown placeholder {{{missing[0]}}} (declare it under params)"
+            )
+    return Template(
+        name=name,
+        description=str(raw.get("description") or ""),
+        params=params,
+        imports=tuple(imports),
+        default_args=default_args,
+        tasks=tasks,
+        main=variants["main"],
+        cron=variants["cron"],
+        source=source,
+    )
+
+
+class TemplateCatalog:
+    """Templates by name from a folder, loaded on first use and cached."""
+
+    def __init__(self, directory: Path, known_params: frozenset[str]) -> None:
+        self.directory = directory
+        self._known = known_params
+        self._cache: dict[str, Template | TemplateError] = {}
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.directory.glob("*.yaml") if p.stem != "fleet")
+
+    def get(self, name: str) -> Template:
+        """The template, or TemplateError (field `template` when it does not exist)."""
+        if name not in self._cache:
+            self._cache[name] = self._load(name)
+        found = self._cache[name]
+        if isinstance(found, TemplateError):
+            raise found
+        return found
+
+    def _load(self, name: str) -> Template | TemplateError:
+        if not NAME_RE.match(name) or name == "fleet":
+            return TemplateError("template", f"invalid template name {name!r}")
+        path = self.directory / f"{name}.yaml"
+        if not path.is_file():
+            return TemplateError(
+                "template", f"unknown template {name!r} (no {path.name} in {self.directory})"
+            )
+        try:
+            return parse_template(load_yaml(path), name, self._known, path)
+        except TemplateError as exc:
+            return TemplateError("template", f"{path.name}: {exc.field}: {exc}")
+        except Exception as exc:  # YAML syntax, unreadable file
+            return TemplateError("template", f"{path.name}: {exc}".replace("\n", " "))
