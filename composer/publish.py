@@ -114,15 +114,11 @@ def _drain(pending: set, progress: Progress, result: ApplyResult, block_until: i
     return pending
 
 
-def _write_manifest(
-    target: Target, manifest: Manifest, state: ObjectState | None, result: ApplyResult
-) -> ObjectState:
+def _write_manifest(target: Target, manifest: Manifest, state: ObjectState | None) -> ObjectState:
     return target.write(MANIFEST, manifest.to_bytes(), state)
 
 
-def _ensure_airflowignore(
-    target: Target, objects: dict[str, ObjectState], result: ApplyResult
-) -> None:
+def _ensure_airflowignore(target: Target, objects: dict[str, ObjectState]) -> None:
     """Add our line to .airflowignore, keeping whatever else is in it."""
     current = target.read(AIRFLOWIGNORE) if AIRFLOWIGNORE in objects else None
     lines = (current or b"").decode().splitlines()

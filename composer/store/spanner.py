@@ -252,8 +252,12 @@ class SpannerStore:
             else:
                 what = f"database {self.database_path}"
             return f"{where}: {what} not found ({detail}); {self._creation_hint()}"
-        if isinstance(exc, gexc.InvalidArgument) and "table not found" in detail.lower():
-            return f"{where}: {detail}; apply the schema with `fleet store init --store {self.url}`"
+        missing_table = re.search(r"Table not found: ([\w.]+)", detail, re.IGNORECASE)
+        if isinstance(exc, gexc.InvalidArgument) and missing_table:
+            return (
+                f"{where}: table {missing_table.group(1)} not found; apply the schema with "
+                f"`fleet store init --store {self.url}`"
+            )
         if isinstance(exc, gexc.AlreadyExists):
             return f"{where}: row already exists: {detail}"
         if isinstance(exc, gexc.GoogleAPICallError):

@@ -1,0 +1,105 @@
+"""Shared fixtures. Airflow is pointed at a throw-away home before anything imports it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="dagfleet-airflow-home-")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from composer.demo import snapshot_from_yaml
+from composer.store import CustomerRow, IntegrationRow, Snapshot, open_store
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "templates"
+
+
+@pytest.fixture(scope="session")
+def templates_dir() -> Path:
+    return TEMPLATES
+
+
+@pytest.fixture(scope="session")
+def demo_snapshot() -> Snapshot:
+    return snapshot_from_yaml()
+
+
+def make_store(path: Path, snapshot: Snapshot) -> str:
+    """A fresh SQLite store holding `snapshot`; returns its URL."""
+    url = f"sqlite:///{path}"
+    store = open_store(url, create=True)
+    store.init_schema()
+    store.insert(snapshot)
+    return url
+
+
+@pytest.fixture
+def demo_store(tmp_path: Path, demo_snapshot: Snapshot) -> str:
+    return make_store(tmp_path / "fleet.db", demo_snapshot)
+
+
+@pytest.fixture
+def target_dir(tmp_path: Path) -> Path:
+    return tmp_path / "dags"
+
+
+def add_customer(
+    snapshot: Snapshot, customer: CustomerRow, *integrations: IntegrationRow
+) -> Snapshot:
+    return Snapshot((*snapshot.customers, customer), snapshot.integrations + integrations)
+
+
+def replace_customer(snapshot: Snapshot, customer_id: str, **changes) -> Snapshot:
+    return Snapshot(
+        tuple(
+            dataclasses.replace(c, **changes) if c.customer_id == customer_id else c
+            for c in snapshot.customers
+        ),
+        snapshot.integrations,
+    )
+
+
+def replace_integration(
+    snapshot: Snapshot, customer_id: str, integration_id: str, **changes
+) -> Snapshot:
+    return Snapshot(
+        snapshot.customers,
+        tuple(
+            dataclasses.replace(i, **changes)
+            if (i.customer_id, i.integration_id) == (customer_id, integration_id)
+            else i
+            for i in snapshot.integrations
+        ),
+    )
+
+
+def remove_customer(snapshot: Snapshot, customer_id: str) -> Snapshot:
+    return Snapshot(
+        tuple(c for c in snapshot.customers if c.customer_id != customer_id),
+        tuple(i for i in snapshot.integrations if i.customer_id != customer_id),
+    )
+
+
+@pytest.fixture
+def fleet_cli(capsys) -> Callable[..., tuple[int, str, str]]:
+    """Run `fleet ARGS...` in-process; returns (exit code, stdout, stderr)."""
+    from composer.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse usage errors
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
