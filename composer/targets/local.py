@@ -76,9 +76,12 @@ class LocalTarget:
         dest = self._path(path)
         try:
             dest.unlink(missing_ok=True)
-            parent = dest.parent
-            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
         except OSError as exc:
             raise TargetError(f"target {self.url}: cannot delete {path}: {exc}") from exc
+        parent = dest.parent
+        while parent != self.root:  # drop folders left empty (deletes run in parallel)
+            try:
+                parent.rmdir()
+            except OSError:  # not empty, or already removed by another delete
+                break
+            parent = parent.parent
