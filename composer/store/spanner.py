@@ -20,7 +20,6 @@ import concurrent.futures
 import contextlib
 import inspect
 import json
-import math
 import os
 import re
 import time
@@ -463,8 +462,6 @@ def _mutation_values(columns: tuple[str, ...], row: CustomerRow | IntegrationRow
                 value = bool(value)
             else:
                 raise StoreError(f"{_row_name(row)}, field {column}: not a boolean: {value!r}")
-        elif isinstance(value, float) and math.isnan(value):
-            raise StoreError(f"{_row_name(row)}, field {column}: NaN")
         values.append(value)
     return values
 
