@@ -10,13 +10,14 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from composer.demo import snapshot_from_yaml
 from composer.store import CustomerRow, IntegrationRow, Snapshot, open_store
+from tests.spanner_emulator import EmulatorError, SpannerEmulator, find_emulator_binary
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -86,6 +87,32 @@ def remove_customer(snapshot: Snapshot, customer_id: str) -> Snapshot:
         tuple(c for c in snapshot.customers if c.customer_id != customer_id),
         tuple(i for i in snapshot.integrations if i.customer_id != customer_id),
     )
+
+
+@pytest.fixture(scope="session")
+def emulator_binary() -> Path:
+    try:
+        binary = find_emulator_binary()
+    except EmulatorError as exc:
+        pytest.fail(str(exc))
+    if binary is None:
+        reason = (
+            "Spanner emulator binary emulator_main not found (install the Debian package "
+            "google-cloud-cli-spanner-emulator or set SPANNER_EMULATOR_BIN)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI is set, so the Spanner store tests may not be skipped")
+        pytest.skip(reason)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def emulator(emulator_binary: Path) -> Iterator[SpannerEmulator]:
+    """One emulator for the module, with SPANNER_EMULATOR_HOST pointing at it (restored
+    afterwards)."""
+    with SpannerEmulator(emulator_binary) as running, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPANNER_EMULATOR_HOST", running.host)
+        yield running
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from composer.store import (
     schema_statements,
 )
 from composer.store.spanner import SpannerStore, plain_json
-from tests.spanner_emulator import EmulatorError, SpannerEmulator, find_emulator_binary
+from tests.spanner_emulator import SpannerEmulator
 
 PROJECT = "test-project"
 EMULATOR_CONFIG = f"projects/{PROJECT}/instanceConfigs/emulator-config"
@@ -35,32 +34,6 @@ QUICK = 10.0  # seconds within which an unreachable store must fail
 
 
 # -- fixtures -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def emulator_binary() -> Path:
-    try:
-        binary = find_emulator_binary()
-    except EmulatorError as exc:
-        pytest.fail(str(exc))
-    if binary is None:
-        reason = (
-            "Spanner emulator binary emulator_main not found (install the Debian package "
-            "google-cloud-cli-spanner-emulator or set SPANNER_EMULATOR_BIN)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI is set, so the Spanner store tests may not be skipped")
-        pytest.skip(reason)
-    return binary
-
-
-@pytest.fixture(scope="module")
-def emulator(emulator_binary: Path) -> Iterator[SpannerEmulator]:
-    """One emulator for the module, with SPANNER_EMULATOR_HOST pointing at it (restored
-    afterwards)."""
-    with SpannerEmulator(emulator_binary) as running, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPANNER_EMULATOR_HOST", running.host)
-        yield running
 
 
 def _unique(prefix: str) -> str:
