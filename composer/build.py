@@ -58,12 +58,17 @@ class FleetBuilder:
             cid for cid, c in self.fleet.customers.items() if c.active and cid not in self.invalid
         )
 
-    def builds(self, only: set[str] | None = None) -> Iterator[CustomerBuild]:
+    def builds(
+        self, only: set[str] | None = None, *, compiled: bool = True
+    ) -> Iterator[CustomerBuild]:
         for cid in self.customer_ids():
             if only is None or cid in only:
-                yield self.build(cid)
+                yield self.build(cid, compiled=compiled)
 
-    def build(self, customer_id: str) -> CustomerBuild:
+    def build(self, customer_id: str, *, compiled: bool = True) -> CustomerBuild:
+        """Compose and render one customer. `compiled` also compiles every file, as
+        publishing does; planning skips it (it compares digests only), so a file is
+        compiled once, right before it is written."""
         customer = self.fleet.customers[customer_id]
         result = CustomerBuild(customer_id)
         specs, result.errors = self.composer.compose(customer)
@@ -76,7 +81,8 @@ class FleetBuilder:
         for spec in specs:
             try:
                 source = render_dag(spec, self.settings.airflow_target)
-                compile(source, spec.path, "exec", dont_inherit=True)
+                if compiled:
+                    compile(source, spec.path, "exec", dont_inherit=True)
             except (NotALiteral, SyntaxError, ValueError) as exc:
                 result.errors.append(
                     ConfigError(customer_id, None, "template", f"{spec.dag_id}: {exc}")

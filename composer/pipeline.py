@@ -86,7 +86,7 @@ def plan_fleet(
         raise TargetError(f"target {target_url}: unreadable {MANIFEST}: {exc}") from exc
     errors = list(builder.errors)
     desired: list[Desired] = []
-    for build in builder.builds():
+    for build in builder.builds(compiled=False):
         errors.extend(build.errors)
         desired.extend(Desired(f.path, f.customer_id, f.md5) for f in build.files)
     plan = make_plan(desired, objects, manifest, builder.invalid, force_prune=force_prune)
