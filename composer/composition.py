@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import json_merge_patch
 
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig
-from composer.model import Customer, Fleet, Integration
+from composer.model import (  # RESERVED_INTEGRATION_IDS: re-exported, checked in model
+    RESERVED_INTEGRATION_IDS,  # noqa: F401
+    Customer,
+    Fleet,
+    Integration,
+    one_line,
+)
 from composer.operators import OperatorCatalog, UnknownOperator
 from composer.schedule import stagger
 from composer.settings import FleetSettings
-from composer.substitution import ParamCycle, ParamResolver, UnknownPlaceholder, substitute
+from composer.substitution import (
+    ParamCycle,
+    ParamResolver,
+    ParamTooDeep,
+    UnknownPlaceholder,
+    substitute,
+)
 from composer.templates import BUILTINS, Template, TemplateCatalog, TemplateError, check_tasks
 
 CALLBACK_KEYS = frozenset(
@@ -33,12 +45,14 @@ CALLBACK_KEYS = frozenset(
         "sla_miss_callback",
     }
 )
+# `passw(or)?d` anywhere (db_password, password_plain, PASSWD); a bare `pass` or `pwd`
+# only as a whole word, so `passthrough`, `bypass_cache` and `compass` are not flagged.
 CREDENTIAL_RE = re.compile(
-    r"pass(word|wd|phrase)?$|^pwd$|secret|token|api_?key|private_?key|credential|access_?key|auth_?key",
+    r"passw(or)?d|passphrase|(^|[_-])(pass|pwd)([_-]|$)|secret|token|api[_-]?key"
+    r"|private[_-]?key|credential|access[_-]?key|auth[_-]?key",
     re.IGNORECASE,
 )
 REFERENCE_SUFFIXES = ("_conn_id", "_secret_id")
-RESERVED_INTEGRATION_IDS = frozenset({"main", "rollup", "setup"})
 ROLLUP_ID = "rollup"
 SETUP_GROUP = ""
 
@@ -91,8 +105,6 @@ class Composer:
         descendants = self.fleet.active_descendants(customer.customer_id)
         for integration in customer.integrations:
             try:
-                if integration.integration_id in RESERVED_INTEGRATION_IDS:
-                    self._fail(customer, integration, "integration_id", "is reserved by dagfleet")
                 variant = "main" if integration.schedule is None else "cron"
                 template = self._template(customer, integration, variant)
                 if variant == "main":
@@ -119,7 +131,8 @@ class Composer:
                 specs.insert(0, self._main_dag(customer, main_blocks, descendants))
             except InvalidConfig as exc:
                 errors.append(exc.error)
-        return specs, errors
+        # A customer-level mistake is met once per DAG and integration: report it once.
+        return specs, list(dict.fromkeys(errors))
 
     # -- DAGs -----------------------------------------------------------------
 
@@ -133,6 +146,7 @@ class Composer:
             groups.append(group)
             groups.extend(self._inner_groups(block_tasks, group.path))
             tasks.extend(self._after(setup, block_tasks))
+        self._check_unique_nodes(customer, setup, [(i, b, g) for i, _, b, g in blocks])
         schedule = customer.main_schedule or self.settings.default_main_schedule
         from composer.schedule import normalize_cron
 
@@ -162,6 +176,7 @@ class Composer:
         _, _, block_tasks, _ = self._block(customer, integration, template, descendants, "cron")
         params = self._customer_params(customer, None, dag_id, descendants)
         setup = self._setup_tasks(customer, params)
+        self._check_unique_nodes(customer, setup, [(integration, block_tasks, None)])
         resolver = self._resolver(customer, integration, template, dag_id, descendants)
         default_args = dict(self._dag_default_args(customer, integration, params))
         default_args.update(self._default_args(customer, integration, template, resolver))
@@ -206,6 +221,48 @@ class Composer:
             else t
             for t in block
         ]
+
+    def _check_unique_nodes(
+        self,
+        customer: Customer,
+        setup: list[TaskSpec],
+        blocks: list[tuple[Integration, list[TaskSpec], GroupSpec | None]],
+    ) -> None:
+        """Task and task-group ids share one namespace per DAG in Airflow; a clash (an
+        integration id equal to a setup task's, an added task with a setup task's id)
+        would be a DuplicateTaskIdFound at parse time, so it is a ConfigError here."""
+        owners: dict[str, str] = {}
+        for task in setup:
+            for node in self._nodes(task):
+                owners.setdefault(node, f"fleet.setup_tasks.{task.task_id}")
+        for integration, tasks, group in blocks:
+            mine = f"integration {integration.integration_id}"
+            outer = ".".join(group.path) if group is not None else ""
+            if outer and owners.get(outer, mine) != mine:
+                self._fail(
+                    customer,
+                    integration,
+                    "integration_id",
+                    f"{outer!r} is already the id of a task in this DAG ({owners[outer]})",
+                )
+            overrides = integration.task_overrides or {}
+            for task in tasks:
+                for node in self._nodes(task):
+                    if owners.setdefault(node, mine) != mine:
+                        where = "task_overrides" if task.task_id in overrides else "tasks"
+                        self._fail(
+                            customer,
+                            integration,
+                            f"{where}.{task.task_id}",
+                            f"{node!r} is already the id of a task or group in this DAG "
+                            f"({owners[node]})",
+                        )
+
+    @staticmethod
+    def _nodes(task: TaskSpec) -> list[str]:
+        """The ids a task claims in its DAG: each enclosing group's, then its own."""
+        groups = [".".join(task.groups[: depth + 1]) for depth in range(len(task.groups))]
+        return [*groups, task.ref]
 
     @staticmethod
     def _inner_groups(tasks: list[TaskSpec], outer: tuple[str, ...]) -> list[GroupSpec]:
@@ -254,7 +311,17 @@ class Composer:
         self._check_param_names(customer, integration)
         resolver = self._resolver(customer, integration, template, dag_id, descendants)
         raw_tasks = self._merged_tasks(customer, integration, template)
-        tasks = self._substitute(customer, integration, "tasks", raw_tasks, resolver)
+        overridden = integration.task_overrides or {}
+        tasks = {
+            task_id: self._substitute(
+                customer,
+                integration,
+                f"{'task_overrides' if task_id in overridden else 'tasks'}.{task_id}",
+                task,
+                resolver,
+            )
+            for task_id, task in raw_tasks.items()
+        }
         allowed = set(self.settings.imports) | set(template.imports)
         outer = (integration.integration_id,) if variant == "main" else ()
         specs = []
@@ -295,6 +362,14 @@ class Composer:
         if not overrides:
             return template.tasks
         for task_id, patch in overrides.items():
+            if patch is None and task_id not in template.tasks:
+                # RFC 7396 would ignore it; a typo'd removal must not pass silently.
+                self._fail(
+                    customer,
+                    integration,
+                    f"task_overrides.{task_id}",
+                    f"no task {task_id!r} in template {template.name!r} to remove",
+                )
             if patch is not None and not isinstance(patch, dict):
                 self._fail(
                     customer,
@@ -302,15 +377,15 @@ class Composer:
                     f"task_overrides.{task_id}",
                     "must be a task mapping or null",
                 )
-            for key, value in self._walk(
+            for path, key, value in self._walk(
                 patch.get("args") if isinstance(patch, dict) else None,
                 f"task_overrides.{task_id}.args",
             ):
-                if looks_like_credential(key.rsplit(".", 1)[-1]) and isinstance(value, str | int):
+                if looks_like_credential(key) and isinstance(value, str | int):
                     self._fail(
                         customer,
                         integration,
-                        key,
+                        path,
                         "looks like a credential: pass a connection or secret id (…_conn_id / …_secret_id) instead",
                     )
         merged = json_merge_patch.merge(copy.deepcopy(template.tasks), copy.deepcopy(overrides))
@@ -409,11 +484,13 @@ class Composer:
                     self._fail(
                         customer, owner, f"{prefix}.{name}", "is a built-in param and cannot be set"
                     )
-                if looks_like_credential(name):
+            # Nested keys too: {"sis": {"password": "..."}} is as much a credential.
+            for path, key, _value in self._walk(params, prefix):
+                if looks_like_credential(key):
                     self._fail(
                         customer,
                         owner,
-                        f"{prefix}.{name}",
+                        path,
                         "looks like a credential: store it in Secret Manager and pass its …_conn_id or …_secret_id",
                     )
 
@@ -469,14 +546,17 @@ class Composer:
         resolver: ParamResolver,
     ) -> None:
         for name in raw:
+            # Blame the layer that set the value: a customer param is reported once,
+            # without an integration, however many integrations meet it.
+            owner = integration if integration and name in integration.params else None
             try:
                 resolver(name)
             except UnknownPlaceholder as exc:
-                self._fail(
-                    customer, integration, f"params.{name}", f"unknown placeholder {{{exc.name}}}"
-                )
+                self._fail(customer, owner, f"params.{name}", f"unknown placeholder {{{exc.name}}}")
             except ParamCycle as exc:
-                self._fail(customer, integration, f"params.{name}", f"param reference cycle {exc}")
+                self._fail(customer, owner, f"params.{name}", f"param reference cycle {exc}")
+            except ParamTooDeep as exc:
+                self._fail(customer, owner, f"params.{name}", str(exc))
 
     def _substitute(
         self,
@@ -556,11 +636,15 @@ class Composer:
     # -- helpers --------------------------------------------------------------
 
     @staticmethod
-    def _walk(value: Any, prefix: str):
+    def _walk(value: Any, prefix: str) -> Iterator[tuple[str, str, Any]]:
+        """(path, key, value) of every mapping entry, at any depth, through lists too."""
         if isinstance(value, dict):
             for key, item in value.items():
-                yield f"{prefix}.{key}", item
+                yield f"{prefix}.{key}", str(key), item
                 yield from Composer._walk(item, f"{prefix}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from Composer._walk(item, f"{prefix}[{index}]")
 
     @staticmethod
     def _fail(customer: Customer, integration: Integration | None, field: str, message: str):
@@ -568,7 +652,7 @@ class Composer:
             ConfigError(
                 customer.customer_id,
                 integration.integration_id if integration else None,
-                field,
-                message,
+                one_line(field),  # keys from the store may hold newlines
+                one_line(message),
             )
         )

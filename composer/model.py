@@ -6,7 +6,9 @@ that breaks one is set aside with a ConfigError and the rest of the fleet goes o
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import re
 import zoneinfo
 from collections.abc import Iterable
@@ -20,6 +22,14 @@ from composer.store import CustomerRow, IntegrationRow, Snapshot
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 LEGACY_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.py\Z")
+# Integration ids dagfleet uses itself: `main` would be the cron DAG `<customer>__main`,
+# `rollup` and `setup` are task groups of the main DAG.
+RESERVED_INTEGRATION_IDS = frozenset({"main", "rollup", "setup"})
+# Deeper JSON is refused: nothing real nests this far, and deeper values would reach
+# Python's recursion limit in substitution or rendering and crash the whole run.
+MAX_JSON_DEPTH = 16
+# Names zoneinfo resolves that are not a place: host-dependent (`localtime`) or no zone.
+_NOT_A_PLACE = frozenset({"localtime", "posixrules", "Factory"})
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,17 @@ class Fleet:
         return sorted(found)
 
 
+@lru_cache(maxsize=1)
+def _iana_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) - _NOT_A_PLACE
+
+
 @lru_cache(maxsize=1024)
 def valid_timezone(name: str) -> bool:
-    if not name or name != name.strip():
+    """A canonical IANA name. ZoneInfo alone also opens `localtime` (whatever the host
+    is set to), `posix/...` and `right/...` (leap seconds) files: a DAG must not run in
+    a zone that depends on the machine that generated it."""
+    if not name or name not in _iana_names():
         return False
     try:
         zoneinfo.ZoneInfo(name)
@@ -80,19 +98,61 @@ def valid_timezone(name: str) -> bool:
     return True
 
 
+def one_line(text: str) -> str:
+    """Error text on one line: a value's control characters are shown escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_problem(value: Any, depth: int = 1) -> str | None:
+    """Why a decoded JSON value cannot be used as config, or None."""
+    if depth > MAX_JSON_DEPTH:
+        return f"is nested more than {MAX_JSON_DEPTH} levels deep"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"holds {value!r}, which is not a JSON number"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"has a non-string key {key!r}"
+            problem = _json_problem(item, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list | tuple):
+        for item in value:
+            problem = _json_problem(item, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
 def _json_object(value: Any, field_name: str, errors: list[str]) -> dict[str, Any] | None:
     if value is None:
         return None
     if isinstance(value, bytes | str):
         try:
-            value = json.loads(value)
-        except ValueError as exc:
+            value = json.loads(value, parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
             errors.append(f"{field_name}|is not valid JSON ({exc.msg} at char {exc.pos})")
+            return None
+        except ValueError as exc:  # NaN / Infinity, or undecodable bytes
+            errors.append(f"{field_name}|is not valid JSON ({exc})")
+            return None
+        except RecursionError:
+            errors.append(f"{field_name}|is nested more than {MAX_JSON_DEPTH} levels deep")
             return None
     if value is None:
         return None
     if not isinstance(value, dict):
         errors.append(f"{field_name}|must be a JSON object, not {type(value).__name__}")
+        return None
+    problem = _json_problem(value)
+    if problem:
+        errors.append(f"{field_name}|{problem}")
         return None
     return value
 
@@ -109,16 +169,21 @@ def _cron(value: str | None, field_name: str, errors: list[str]) -> str | None:
 
 def _integration(row: IntegrationRow, errors: list[tuple[str | None, str]]) -> Integration | None:
     problems: list[str] = []
-    if not isinstance(row.integration_id, str) or not ID_RE.match(row.integration_id):
+    valid_id = isinstance(row.integration_id, str) and bool(ID_RE.match(row.integration_id))
+    if not valid_id:
         problems.append(
             f"integration_id|{row.integration_id!r} is outside [A-Za-z0-9][A-Za-z0-9_-]{{0,63}}"
+        )
+    elif row.integration_id in RESERVED_INTEGRATION_IDS:
+        problems.append(
+            f"integration_id|is reserved by dagfleet ({', '.join(sorted(RESERVED_INTEGRATION_IDS))})"
         )
     if not isinstance(row.template, str) or not row.template:
         problems.append("template|is empty")
     schedule = _cron(row.schedule, "schedule", problems)
     params = _json_object(row.params, "params", problems)
     overrides = _json_object(row.task_overrides, "task_overrides", problems)
-    ident = row.integration_id if isinstance(row.integration_id, str) else repr(row.integration_id)
+    ident = row.integration_id if valid_id else repr(row.integration_id)
     errors.extend((ident, p) for p in problems)
     if problems:
         return None
@@ -142,9 +207,16 @@ def _customer(
             f"legacy_dag_file|{row.legacy_dag_file!r} must be a file name ending in .py under templates/legacy/"
         )
     errors.extend((None, p) for p in problems)
-    built = [
-        _integration(i, errors) for i in sorted(integrations, key=lambda r: str(r.integration_id))
-    ]
+    rows = sorted(integrations, key=lambda r: str(r.integration_id))
+    built = [_integration(i, errors) for i in rows]
+    for previous, current in itertools.pairwise(rows):
+        if current.integration_id == previous.integration_id and isinstance(
+            current.integration_id, str
+        ):
+            errors.append(
+                (current.integration_id, "integration_id|appears twice for this customer")
+            )
+            built.append(None)
     if problems or any(b is None for b in built):
         return None
     enabled_ids = {i.integration_id for i in integrations if i.enabled}
@@ -166,7 +238,14 @@ def build_fleet(snapshot: Snapshot) -> Fleet:
     fleet = Fleet()
 
     def fail(customer_id: str, integration_id: str | None, field_name: str, message: str) -> None:
-        fleet.errors.append(ConfigError(customer_id, integration_id, field_name, message))
+        fleet.errors.append(
+            ConfigError(
+                one_line(customer_id),
+                None if integration_id is None else one_line(integration_id),
+                one_line(field_name),
+                one_line(message),
+            )
+        )
         fleet.invalid.add(customer_id)
 
     by_customer: dict[str, list[IntegrationRow]] = {}

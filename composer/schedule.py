@@ -6,9 +6,11 @@ customer's schedule depends on which other customers exist.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+from functools import lru_cache
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 PRESETS = {
     "@hourly": "0 * * * *",
@@ -23,7 +25,14 @@ PRESETS = {
 
 def normalize_cron(expr: object) -> str:
     """A recurring 5-field cron expression, or ValueError saying why not."""
-    if not isinstance(expr, str) or not expr.strip():
+    if not isinstance(expr, str):
+        raise ValueError(f"expected a cron expression or preset, got {expr!r}")
+    return _normalize_cron(expr)
+
+
+@lru_cache(maxsize=4096)  # a fleet repeats a handful of schedules; croniter is slow
+def _normalize_cron(expr: str) -> str:
+    if not expr.strip():
         raise ValueError(f"expected a cron expression or preset, got {expr!r}")
     text = PRESETS.get(expr.strip(), expr.strip())
     if text.startswith("@"):
@@ -33,7 +42,14 @@ def normalize_cron(expr: object) -> str:
         raise ValueError(f"{expr!r} is not a 5-field cron expression")
     if not croniter.is_valid(text):
         raise ValueError(f"{expr!r} is not a valid cron expression")
+    try:  # valid syntax can still name a day that never comes (`0 0 30 2 *`)
+        croniter(text, _NEVER_FIRES_PROBE).get_next(float)
+    except CroniterBadDateError:
+        raise ValueError(f"{expr!r} never fires (no such date)") from None
     return " ".join(fields)
+
+
+_NEVER_FIRES_PROBE = dt.datetime(2024, 1, 1)
 
 
 def stagger_offset(key: str, window_minutes: int) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import SettingsError
+from composer.templates import DOTTED_RE, TemplateError, check_tasks
 from composer.yamlio import load_yaml
 
 SETTINGS_FILE = "fleet.yaml"
@@ -38,6 +39,17 @@ class FleetSettings:
     rollup_template: str | None = None
 
 
+def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
+    """A broken task graph here would fail every customer: it is a settings error,
+    reported once. (Placeholders are not checked here: fleet values may name params
+    that customers set.)"""
+    if setup_tasks:
+        try:
+            check_tasks(setup_tasks, "setup_tasks")
+        except TemplateError as exc:
+            raise SettingsError(f"{path}: {exc.field}: {exc}") from exc
+
+
 def load_settings(templates_dir: Path) -> FleetSettings:
     path = templates_dir / SETTINGS_FILE
     if not path.is_file():
@@ -55,7 +67,7 @@ def load_settings(templates_dir: Path) -> FleetSettings:
     if target not in (2, 3):
         raise SettingsError(f"{path}: airflow_target must be 2 or 3, not {target!r}")
     stagger = raw.get("stagger_minutes", 30)
-    if not isinstance(stagger, int) or not 0 <= stagger <= 59:
+    if isinstance(stagger, bool) or not isinstance(stagger, int) or not 0 <= stagger <= 59:
         raise SettingsError(f"{path}: stagger_minutes must be an integer from 0 to 59")
     start = raw.get("start_date", dt.date(2024, 1, 1))
     if isinstance(start, str):
@@ -69,8 +81,11 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         if not isinstance(raw.get(key) or {}, dict):
             raise SettingsError(f"{path}: {key} must be a mapping")
     imports = raw.get("imports") or []
-    if not isinstance(imports, list) or not all(isinstance(i, str) for i in imports):
+    if not isinstance(imports, list) or not all(
+        isinstance(i, str) and DOTTED_RE.match(i) for i in imports
+    ):
         raise SettingsError(f"{path}: imports must be a list of dotted paths")
+    _check_setup_tasks(path, raw.get("setup_tasks"))
     from composer.schedule import normalize_cron
 
     default_schedule = raw.get("default_main_schedule", "0 2 * * *")

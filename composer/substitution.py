@@ -28,6 +28,22 @@ class ParamCycle(ValueError):
         self.chain = chain
 
 
+# Longer chains are refused: nothing real nests references this far, and with values
+# nested up to composer.model.MAX_JSON_DEPTH they stay well inside Python's recursion limit.
+MAX_REFERENCE_DEPTH = 16
+
+
+class ParamTooDeep(ValueError):
+    """A reference chain longer than MAX_REFERENCE_DEPTH: refused before Python's own
+    recursion limit turns it into a crash of the whole run."""
+
+    def __init__(self, chain: list[str]) -> None:
+        super().__init__(
+            f"param reference chain deeper than {MAX_REFERENCE_DEPTH}: {chain[0]} -> ... -> {chain[-1]}"
+        )
+        self.chain = chain
+
+
 def _segments(text: str) -> list[tuple[bool, str]]:
     """Split text into (is_placeholder, piece); Jinja blocks are kept as text."""
     out: list[tuple[bool, str]] = []
@@ -39,8 +55,11 @@ def _segments(text: str) -> list[tuple[bool, str]]:
         closer = _JINJA_OPEN.get(text[ch : ch + 2])
         if closer:
             end = text.find(closer, ch + 2)
-            i = n if end < 0 else end + 2
-            continue
+            if end >= 0:
+                i = end + 2
+                continue
+            # An opener that never closes is plain text, not Jinja: it must not hide
+            # the placeholders after it (e.g. SQL `LIKE '{%'`).
         m = _PLACEHOLDER.match(text, ch)
         if m:
             if ch > start:
@@ -100,6 +119,8 @@ class ParamResolver:
             raise UnknownPlaceholder(name)
         if name in self._stack:
             raise ParamCycle([*self._stack[self._stack.index(name) :], name])
+        if len(self._stack) >= MAX_REFERENCE_DEPTH:
+            raise ParamTooDeep([*self._stack, name])
         self._stack.append(name)
         try:
             value = substitute(self._raw[name], self)

@@ -171,7 +171,15 @@ def parse_template(
     if variants["main"] is None and variants["cron"] is None:
         raise TemplateError("main", "a template must declare `main:`, `cron:` or both")
     known = known_params | BUILTINS | set(params)
-    for where, value in (("default_args", default_args), ("tasks", tasks)):
+    defaults = {pname: spec.default for pname, spec in params.items()}
+    checked = (
+        ("params", defaults),
+        ("default_args", default_args),
+        ("tasks", tasks),
+        ("main", variants["main"] or {}),
+        ("cron", variants["cron"] or {}),
+    )
+    for where, value in checked:
         missing = sorted(placeholders(value) - known)
         if missing:
             raise TemplateError(
