@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from composer.composition import Composer
@@ -123,27 +125,59 @@ class FleetBuilder:
                 "legacy_dag_file",
                 f"{name} imports {missing[0]}, which is not installed",
             )
+        problem = _import_problem(path, self.settings.airflow_target)
+        if problem:
+            return ConfigError(customer.customer_id, None, "legacy_dag_file", f"{name}: {problem}")
         return RenderedFile(f"{customer.customer_id}/{name}", customer.customer_id, content)
 
     def _check_dag_id_collisions(self) -> None:
-        owners: dict[str, list[str]] = {}
+        """Refuse every customer involved: onboarding one must never take over another's DAG."""
+        owners: dict[str, list[tuple[str, str | None]]] = {}
         for cid, customer in self.fleet.customers.items():
             if customer.active:
-                for dag_id in self.composer.dag_ids(customer):
-                    owners.setdefault(dag_id, []).append(cid)
-        for dag_id, cids in sorted(owners.items()):
-            if len(cids) > 1:
-                for cid in sorted(cids):
-                    others = ", ".join(c for c in sorted(cids) if c != cid)
-                    self.errors.append(
-                        ConfigError(
-                            cid,
-                            None,
-                            "customer_id",
-                            f"dag_id {dag_id} is also generated for {others}",
-                        )
+                for dag_id, integration_id in self.composer.dag_ids(customer):
+                    owners.setdefault(dag_id, []).append((cid, integration_id))
+        for dag_id, claims in sorted(owners.items()):
+            if len(claims) < 2:
+                continue
+            for cid, integration_id in sorted(claims, key=str):
+                others = ", ".join(
+                    f"customer {c}" + (f" integration {i}" if i else " (main DAG)")
+                    for c, i in sorted(claims, key=str)
+                    if (c, i) != (cid, integration_id)
+                )
+                self.errors.append(
+                    ConfigError(
+                        cid,
+                        integration_id,
+                        "integration_id" if integration_id else "customer_id",
+                        f"dag_id {dag_id} is also generated for {others}",
                     )
-                    self.invalid.add(cid)
+                )
+                self.invalid.add(cid)
+
+
+@cache
+def _import_problem(path: Path, airflow_target: int) -> str | None:
+    """Import a legacy file the way Airflow's DAG processor does, when this process runs
+    the fleet's Airflow major (otherwise the static checks above are all we can do)."""
+    import airflow
+
+    if int(airflow.__version__.split(".")[0]) != airflow_target:
+        return None
+    try:
+        from airflow.dag_processing.dagbag import DagBag  # Airflow 3
+    except ImportError:  # pragma: no cover - Airflow 2
+        from airflow.models.dagbag import DagBag
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bag = DagBag(dag_folder=str(path), safe_mode=False)
+    if bag.import_errors:
+        message = next(iter(bag.import_errors.values())).strip().splitlines()
+        return f"fails to import: {message[-1] if message else 'unknown error'}"
+    if not bag.dags:
+        return "defines no DAG"
+    return None
 
 
 def _unresolved_imports(tree: ast.AST) -> set[str]:

@@ -88,11 +88,14 @@ class Composer:
 
     # -- public ---------------------------------------------------------------
 
-    def dag_ids(self, customer: Customer) -> list[str]:
-        """The dag_ids this customer will own, known before composing (for collisions)."""
-        ids = [] if customer.legacy_dag_file else [main_dag_id(customer.customer_id)]
+    def dag_ids(self, customer: Customer) -> list[tuple[str, str | None]]:
+        """(dag_id, integration_id or None for the main DAG) this customer will own,
+        known before composing, so collisions are found before any work."""
+        ids: list[tuple[str, str | None]] = []
+        if not customer.legacy_dag_file:
+            ids.append((main_dag_id(customer.customer_id), None))
         ids += [
-            cron_dag_id(customer.customer_id, i.integration_id)
+            (cron_dag_id(customer.customer_id, i.integration_id), i.integration_id)
             for i in customer.integrations
             if i.schedule is not None
         ]
@@ -412,13 +415,18 @@ class Composer:
             self._fail(
                 customer, integration, f"{field}.operator", f"unknown operator {operator}: {exc}"
             )
+        name = operator.rsplit(".", 1)[-1]
         if unknown:
             self._fail(
                 customer,
                 integration,
                 f"{field}.args.{unknown[0]}",
-                f"{operator.rsplit('.', 1)[-1]} takes no argument {unknown[0]!r}",
+                f"{name} takes no argument {unknown[0]!r}",
             )
+        for missing in self.operators.missing_arguments(operator, set(args)):
+            self._fail(customer, integration, f"{field}.args.{missing}", f"is required by {name}")
+        for arg, why in self.operators.value_problems(args):
+            self._fail(customer, integration, f"{field}.args.{arg}", why)
         return self._callbacks(customer, integration, f"{field}.args", args, allowed)
 
     def _callbacks(
@@ -592,6 +600,8 @@ class Composer:
             customer, integration, "default_args", template.default_args, resolver
         )
         allowed = set(self.settings.imports) | set(template.imports)
+        for arg, why in self.operators.value_problems(args):
+            self._fail(customer, integration, f"default_args.{arg}", why)
         return self._callbacks(customer, integration, "default_args", args, allowed)
 
     def _dag_default_args(
@@ -600,6 +610,8 @@ class Composer:
         args = self._substitute(
             customer, None, "fleet.default_args", self.settings.default_args, resolver
         )
+        for arg, why in self.operators.value_problems(args):
+            self._fail(customer, None, f"fleet.default_args.{arg}", why)
         return self._callbacks(
             customer, None, "fleet.default_args", args, set(self.settings.imports)
         )

@@ -207,7 +207,8 @@ def _customer(
             f"legacy_dag_file|{row.legacy_dag_file!r} must be a file name ending in .py under templates/legacy/"
         )
     errors.extend((None, p) for p in problems)
-    rows = sorted(integrations, key=lambda r: str(r.integration_id))
+    # Only enabled integrations are validated: disabling a broken one unblocks its customer.
+    rows = sorted((i for i in integrations if i.enabled), key=lambda r: str(r.integration_id))
     built = [_integration(i, errors) for i in rows]
     for previous, current in itertools.pairwise(rows):
         if current.integration_id == previous.integration_id and isinstance(
@@ -219,7 +220,6 @@ def _customer(
             built.append(None)
     if problems or any(b is None for b in built):
         return None
-    enabled_ids = {i.integration_id for i in integrations if i.enabled}
     return Customer(
         customer_id=row.customer_id,
         name=row.name,
@@ -229,7 +229,7 @@ def _customer(
         main_schedule=main_schedule,
         legacy_dag_file=row.legacy_dag_file,
         params=params or {},
-        integrations=tuple(b for b in built if b is not None and b.integration_id in enabled_ids),
+        integrations=tuple(b for b in built if b is not None),
     )
 
 

@@ -63,12 +63,59 @@ def _base_operator() -> type:
     return BaseOperator
 
 
+@cache
+def required_arguments(dotted: str) -> frozenset[str]:
+    """Arguments the operator's own __init__ needs a value for (no default)."""
+    cls = import_object(dotted)
+    init = next(k.__dict__["__init__"] for k in cls.__mro__ if "__init__" in k.__dict__)
+    return frozenset(
+        p.name
+        for p in inspect.signature(init).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.default is p.empty
+        and p.name not in RESERVED_ARGS | {"self"}
+    )
+
+
+@cache
+def trigger_rules() -> frozenset[str]:
+    try:
+        from airflow.sdk import TriggerRule  # Airflow 3
+    except ImportError:  # pragma: no cover - Airflow 2
+        from airflow.utils.trigger_rule import TriggerRule
+    return frozenset(rule.value for rule in TriggerRule)
+
+
+# BaseOperator arguments Airflow checks by type when it parses the DAG file.
+_INTEGER_ARGS = frozenset({"retries", "priority_weight", "pool_slots", "max_active_tis_per_dag"})
+_BOOLEAN_ARGS = frozenset({"depends_on_past", "wait_for_downstream", "do_xcom_push", "deferrable"})
+
+
+def value_problem(name: str, value: object) -> str | None:
+    """Why Airflow would refuse this value at parse time, for the arguments it checks."""
+    if name == "trigger_rule" and value not in trigger_rules():
+        return f"{value!r} is not a valid trigger_rule ({', '.join(sorted(trigger_rules()))})"
+    if name in _INTEGER_ARGS and (isinstance(value, bool) or not isinstance(value, int)):
+        return f"must be an int, not {value!r}"
+    if name in _BOOLEAN_ARGS and not isinstance(value, bool):
+        return f"must be true or false, not {value!r}"
+    return None
+
+
 class OperatorCatalog:
     """The check composition runs on every task; a seam for tests of pure composition."""
 
     def unknown_arguments(self, dotted: str, args: set[str]) -> list[str]:
         """Argument names the operator does not take; UnknownOperator when it does not exist."""
         return sorted(args - operator_arguments(dotted))
+
+    def missing_arguments(self, dotted: str, args: set[str]) -> list[str]:
+        return sorted(required_arguments(dotted) - args)
+
+    def value_problems(self, args: dict) -> list[tuple[str, str]]:
+        """(argument, why) for values Airflow would refuse when parsing the file."""
+        found = ((name, value_problem(name, value)) for name, value in sorted(args.items()))
+        return [(name, why) for name, why in found if why]
 
     def check_callable(self, dotted: str) -> None:
         if not callable(import_object(dotted)):

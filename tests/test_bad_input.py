@@ -766,46 +766,22 @@ CASES: dict[str, Case] = {
             templates / "legacy" / f"{BAD}__classroom.py",
         ),
     ),
-    # -- known gaps: generated files that would fail when Airflow parses them --
+    # -- generated files that would fail when Airflow parses them --
     "legacy_file_that_raises_at_import": Case(
         customer(legacy_dag_file="raises_at_import.py"),
         (E(BAD, None, "legacy_dag_file", "legacy file is broken"),),
-        marks=(
-            pytest.mark.xfail(
-                strict=True,
-                reason="build.py checks a legacy file's syntax and imports, not that it runs",
-            ),
-        ),
     ),
     "override_removes_a_required_operator_argument": Case(
         overrides("grades", {"merge_grades": {"args": {"configuration": None}}}),
         (E(BAD, "grades", "task_overrides.merge_grades.args.configuration", "required"),),
-        marks=(
-            pytest.mark.xfail(
-                strict=True,
-                reason="operators.py checks argument names only, not required arguments",
-            ),
-        ),
     ),
     "override_argument_of_the_wrong_type": Case(
         overrides("grades", {"export_grades": {"args": {"retries": "three"}}}),
         (E(BAD, "grades", "task_overrides.export_grades.args.retries", "int"),),
-        marks=(
-            pytest.mark.xfail(
-                strict=True,
-                reason="argument values are not checked against the operator at generation",
-            ),
-        ),
     ),
     "override_trigger_rule_that_does_not_exist": Case(
         overrides("grades", {"export_grades": {"args": {"trigger_rule": "all_sucess"}}}),
         (E(BAD, "grades", "task_overrides.export_grades.args.trigger_rule", "trigger_rule"),),
-        marks=(
-            pytest.mark.xfail(
-                strict=True,
-                reason="argument values are not checked against the operator at generation",
-            ),
-        ),
     ),
 }
 
@@ -901,8 +877,18 @@ def test_two_customers_that_would_share_a_dag_id_are_both_set_aside(tmp_path, fl
     )
     assert outcome.code == 1
     assert sorted(outcome.errors) == [
-        ("a", None, "customer_id", "dag_id a__b__c is also generated for a__b"),
-        ("a__b", None, "customer_id", "dag_id a__b__c is also generated for a"),
+        (
+            "a",
+            "b__c",
+            "integration_id",
+            "dag_id a__b__c is also generated for customer a__b integration c",
+        ),
+        (
+            "a__b",
+            "c",
+            "integration_id",
+            "dag_id a__b__c is also generated for customer a integration b__c",
+        ),
     ]
     for path, content in published.items():
         assert outcome.files[path] == content
@@ -911,7 +897,6 @@ def test_two_customers_that_would_share_a_dag_id_are_both_set_aside(tmp_path, fl
     assert FRESH_FILE in outcome.files
 
 
-@pytest.mark.xfail(strict=True, reason="build.py names the customer only, not the integration")
 def test_a_dag_id_collision_names_the_integrations_involved(tmp_path, fleet_cli, baseline):
     snapshot = add_customer(
         add_customer(

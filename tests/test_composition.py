@@ -381,8 +381,15 @@ def test_a_reference_or_an_innocent_name_is_accepted(name):
 # -- rows the store cannot hold but the model still refuses ------------------------------
 
 
+def test_a_disabled_integration_is_not_validated_so_disabling_unblocks_its_customer():
+    broken = dataclasses.replace(grades(enabled=False, schedule="not a cron"), params="{not json")
+    fleet = build_fleet(one(district(), broken))
+    assert fleet.errors == [] and CID not in fleet.invalid
+    assert fleet.customers[CID].integrations == ()
+
+
 def test_two_integrations_with_one_id_are_refused():
-    fleet = build_fleet(one(district(), grades(), grades(enabled=False)))
+    fleet = build_fleet(one(district(), grades(), grades()))
     assert CID in fleet.invalid
     assert fleet.errors == [
         ConfigError(CID, "grades", "integration_id", "appears twice for this customer")
