@@ -52,6 +52,26 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--demo", action="store_true", help="also insert the demo fleet from examples/"
     )
+    deploy = sub.add_parser(
+        "deploy", help="copy the meta-DAG, the composer package and the templates to a DAG folder"
+    )
+    deploy.add_argument(
+        "dags_url",
+        help="the environment's DAG folder: gs://BUCKET/dags (terraform output dag_gcs_prefix) "
+        "or file:///path/dags",
+    )
+    deploy.add_argument(
+        "--templates", type=Path, default=None, help="templates folder (default ./templates)"
+    )
+    deploy.add_argument(
+        "--ignore-syntax",
+        choices=["glob", "regexp"],
+        default=None,
+        help=".airflowignore syntax of the environment (default: glob when fleet.yaml "
+        "airflow_target is 3, regexp when 2)",
+    )
+    deploy.add_argument("--jobs", type=int, default=16, help="parallel uploads (default 16)")
+    deploy.add_argument("--dry-run", action="store_true", help="show the changes; write nothing")
     return parser
 
 
@@ -104,6 +124,8 @@ def _templates(args: argparse.Namespace) -> Path:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "store":
         return _store_init(args)
+    if args.command == "deploy":
+        return _deploy(args)
     store_url, create = _store_url(args)
     if args.command in ("validate", "render"):
         return _validate_or_render(args, store_url)
@@ -178,6 +200,24 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
         f"Validated {len(builder.fleet.customers) + invalid} customers: {files} files, {invalid} invalid customers"
     )
     return EXIT_INVALID if errors else EXIT_OK
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from composer.deploy import deploy
+
+    result = deploy(
+        args.dags_url,
+        templates_dir=_templates(args),
+        ignore_syntax=args.ignore_syntax,
+        jobs=args.jobs,
+        dry_run=args.dry_run,
+    )
+    for label, paths in (("+", result.added), ("~", result.changed), ("-", result.removed)):
+        for path in paths:
+            print(f"{label} {path}")
+    verb = "Would deploy" if args.dry_run else "Deployed"
+    print(f"{verb} to {args.dags_url}: {result.summary()}")
+    return EXIT_OK
 
 
 def _store_init(args: argparse.Namespace) -> int:

@@ -125,3 +125,15 @@ def test_the_default_store_is_created_next_to_where_fleet_runs(tmp_path, monkeyp
     code, out, _ = fleet_cli("validate")
     assert code == 0 and Path("fleet.db").is_file()
     assert "26 files" in out
+
+
+def test_deploy_copies_the_meta_dag_package_and_templates_once(tmp_path, fleet_cli):
+    dags = tmp_path / "dags"
+    code, out, _ = fleet_cli("deploy", f"file://{dags}", "--dry-run")
+    assert code == 0 and out.splitlines()[-1].startswith("Would deploy") and not dags.exists()
+    code, out, _ = fleet_cli("deploy", f"file://{dags}")
+    assert code == 0 and "+ fleet_meta.py" in out
+    assert (dags / "composer" / "pipeline.py").is_file()
+    assert (dags / "fleet_templates" / "fleet.yaml").is_file()
+    code, out, _ = fleet_cli("deploy", f"file://{dags}")
+    assert code == 0 and ": 0 added, 0 changed, 0 removed" in out
