@@ -12,12 +12,42 @@ from dataclasses import dataclass
 from composer.dagspec import CodeRef, DagSpec, TaskSpec
 from composer.rendering.literals import INDENT, literal
 
+# Operators Airflow 3 moved from its core into the standard provider: Airflow 3 still
+# resolves the old path but warns (DeprecatedImportWarning), and Airflow 2.11 has no
+# standard provider unless it is installed. A template may name either spelling; each
+# target imports the one that is native there. (Python-callable operators are left
+# out: a template cannot pass them a callable.)
+_MOVED = (  # same path below airflow.providers.standard
+    "operators.bash.BashOperator",
+    "operators.datetime.BranchDateTimeOperator",
+    "operators.empty.EmptyOperator",
+    "operators.latest_only.LatestOnlyOperator",
+    "operators.trigger_dagrun.TriggerDagRunOperator",
+    "operators.weekday.BranchDayOfWeekOperator",
+    "sensors.bash.BashSensor",
+    "sensors.date_time.DateTimeSensor",
+    "sensors.external_task.ExternalTaskMarker",
+    "sensors.external_task.ExternalTaskSensor",
+    "sensors.filesystem.FileSensor",
+    "sensors.time_delta.TimeDeltaSensor",
+    "sensors.weekday.DayOfWeekSensor",
+)
+_RENAMED = {"sensors.time_sensor.TimeSensor": "sensors.time.TimeSensor"}
+STANDARD_PROVIDER_MOVES = {  # Airflow 2 path -> Airflow 3 path
+    f"airflow.{path}": f"airflow.providers.standard.{_RENAMED.get(path, path)}"
+    for path in (*_MOVED, *_RENAMED)
+}
+
 
 @dataclass(frozen=True)
 class AirflowApi:
-    """Where the DAG-level names live for one Airflow major version."""
+    """Where the DAG-level names and the relocated operators live for one Airflow major."""
 
     imports: dict[str, str]  # name -> module
+    operators: dict[str, str]  # operator path a template may name -> the path to import
+
+    def operator(self, dotted: str) -> str:
+        return self.operators.get(dotted, dotted)
 
 
 AIRFLOW_APIS = {
@@ -26,14 +56,17 @@ AIRFLOW_APIS = {
             "DAG": "airflow.sdk",
             "TaskGroup": "airflow.sdk",
             "CronTriggerTimetable": "airflow.sdk",
-        }
+        },
+        STANDARD_PROVIDER_MOVES,
     ),
+    # Airflow 2.11 (Composer 2): the public 2.x paths, none of them deprecated there.
     2: AirflowApi(
         {
             "DAG": "airflow.models.dag",
             "TaskGroup": "airflow.utils.task_group",
             "CronTriggerTimetable": "airflow.timetables.trigger",
-        }
+        },
+        {new: old for old, new in STANDARD_PROVIDER_MOVES.items()},
     ),
 }
 
@@ -71,14 +104,22 @@ def _ordered(tasks: tuple[TaskSpec, ...]) -> list[TaskSpec]:
 
 
 def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
-    api = AIRFLOW_APIS[airflow_target]
+    """The file for `spec`, importing from the Airflow major it will run under.
+
+    Values are literals as they are: retry_delay / max_retry_delay in seconds are
+    numbers, which Airflow 2.11 and 3 both convert to timedelta without a warning.
+    """
+    try:
+        api = AIRFLOW_APIS[airflow_target]
+    except KeyError:
+        raise ValueError(f"airflow_target must be 2 or 3, not {airflow_target!r}") from None
     names = _Names()
     for name in ("DAG", "CronTriggerTimetable"):
         names.add(f"{api.imports[name]}.{name}")
     if spec.groups:
         names.add(f"{api.imports['TaskGroup']}.TaskGroup")
     for task in spec.tasks:
-        names.add(task.operator)
+        names.add(api.operator(task.operator))
 
     def name_of(ref: CodeRef) -> str:
         return names.add(ref.dotted)
@@ -130,11 +171,12 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
             f"{key}={literal(value, name_of, len(task.groups) + 2)}"
             for key, value in sorted(task.args.items())
         ]
-        one_line = f"{pad}{var_of[task.ref]} = {names.add(task.operator)}({', '.join(call)})"
+        operator = names.add(api.operator(task.operator))
+        one_line = f"{pad}{var_of[task.ref]} = {operator}({', '.join(call)})"
         if len(one_line) <= 100 and "\n" not in one_line:
             body.append(one_line)
         else:
-            body.append(f"{pad}{var_of[task.ref]} = {names.add(task.operator)}(")
+            body.append(f"{pad}{var_of[task.ref]} = {operator}(")
             body.extend(f"{pad}{INDENT}{item}," for item in call)
             body.append(f"{pad})")
 
