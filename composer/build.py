@@ -46,7 +46,12 @@ class FleetBuilder:
         self.settings = settings or load_settings(templates_dir)
         self.fleet = build_fleet(snapshot)
         catalog = TemplateCatalog(templates_dir, frozenset(self.settings.params))
-        self.composer = Composer(self.fleet, self.settings, catalog, operators or OperatorCatalog())
+        self.composer = Composer(
+            self.fleet,
+            self.settings,
+            catalog,
+            operators or OperatorCatalog(self.settings.airflow_target),
+        )
         self.errors: list[ConfigError] = list(self.fleet.errors)
         self._check_dag_id_collisions()
 

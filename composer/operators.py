@@ -24,14 +24,13 @@ def import_object(dotted: str) -> object:
     module_name, _, attr = dotted.rpartition(".")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # moved paths warn on attribute access too
             module = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or the module failed at import
-        raise UnknownOperator(f"cannot import {module_name} ({type(exc).__name__}: {exc})") from exc
-    try:
-        return getattr(module, attr)
+            return getattr(module, attr)
     except AttributeError as exc:
         raise UnknownOperator(f"{module_name} has no {attr}") from exc
+    except Exception as exc:  # ImportError, or the module failed at import
+        raise UnknownOperator(f"cannot import {module_name} ({type(exc).__name__}: {exc})") from exc
 
 
 @cache
@@ -91,8 +90,20 @@ _INTEGER_ARGS = frozenset({"retries", "priority_weight", "pool_slots", "max_acti
 _BOOLEAN_ARGS = frozenset({"depends_on_past", "wait_for_downstream", "do_xcom_push", "deferrable"})
 
 
-def value_problem(name: str, value: object) -> str | None:
+# Arguments one Airflow major has and the other refuses (or warns about) at parse time.
+_ONLY_IN = {
+    2: frozenset({"sla", "sla_miss_callback", "task_concurrency"}),
+    3: frozenset({"retry_policy", "render_template_as_native_obj"}),
+}
+
+
+def value_problem(name: str, value: object, airflow_target: int = 3) -> str | None:
     """Why Airflow would refuse this value at parse time, for the arguments it checks."""
+    for major, names in _ONLY_IN.items():
+        if name in names and major != airflow_target:
+            return f"exists only in Airflow {major}; the fleet targets Airflow {airflow_target}"
+    if name == "retry_exponential_backoff" and airflow_target == 2 and not isinstance(value, bool):
+        return f"must be true or false in Airflow 2, not {value!r}"
     if name == "trigger_rule" and value not in trigger_rules():
         return f"{value!r} is not a valid trigger_rule ({', '.join(sorted(trigger_rules()))})"
     if name in _INTEGER_ARGS and (isinstance(value, bool) or not isinstance(value, int)):
@@ -103,7 +114,13 @@ def value_problem(name: str, value: object) -> str | None:
 
 
 class OperatorCatalog:
-    """The check composition runs on every task; a seam for tests of pure composition."""
+    """The check composition runs on every task; a seam for tests of pure composition.
+
+    Classes and signatures come from the Airflow this process runs (3.x); the
+    differences that matter for an Airflow-2 fleet are listed in `_ONLY_IN`."""
+
+    def __init__(self, airflow_target: int = 3) -> None:
+        self.airflow_target = airflow_target
 
     def unknown_arguments(self, dotted: str, args: set[str]) -> list[str]:
         """Argument names the operator does not take; UnknownOperator when it does not exist."""
@@ -114,7 +131,10 @@ class OperatorCatalog:
 
     def value_problems(self, args: dict) -> list[tuple[str, str]]:
         """(argument, why) for values Airflow would refuse when parsing the file."""
-        found = ((name, value_problem(name, value)) for name, value in sorted(args.items()))
+        found = (
+            (name, value_problem(name, value, self.airflow_target))
+            for name, value in sorted(args.items())
+        )
         return [(name, why) for name, why in found if why]
 
     def check_callable(self, dotted: str) -> None:

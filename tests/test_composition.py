@@ -536,3 +536,38 @@ def test_the_same_rows_always_give_the_same_specs(demo_snapshot):
     first = [compose(demo_snapshot, c) for c in ("houston-isd", "cascade-esd")]
     second = [compose(demo_snapshot, c) for c in ("houston-isd", "cascade-esd")]
     assert first == second
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "target", "problem"),
+    [
+        ("sla", 3600, 3, "exists only in Airflow 2"),
+        ("sla_miss_callback", "x.y", 3, "exists only in Airflow 2"),
+        ("retry_policy", {}, 2, "exists only in Airflow 3"),
+        ("retry_exponential_backoff", 2.0, 2, "must be true or false in Airflow 2"),
+        ("retries", True, 3, "must be an int"),
+        ("deferrable", "yes", 3, "must be true or false"),
+        ("trigger_rule", "all_sucess", 3, "is not a valid trigger_rule"),
+    ],
+)
+def test_values_airflow_refuses_at_parse_time_are_refused_for_the_fleets_target(
+    name, value, target, problem
+):
+    from composer.operators import value_problem
+
+    assert problem in (value_problem(name, value, target) or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "target"),
+    [
+        ("sla", 3600, 2),
+        ("retry_exponential_backoff", 2.0, 3),
+        ("retries", 3, 3),
+        ("trigger_rule", "all_done", 2),
+    ],
+)
+def test_values_valid_for_the_target_pass(name, value, target):
+    from composer.operators import value_problem
+
+    assert value_problem(name, value, target) is None
