@@ -31,6 +31,7 @@ from composer.substitution import (
     ParamResolver,
     ParamTooDeep,
     UnknownPlaceholder,
+    placeholders,
     substitute,
 )
 from composer.templates import BUILTINS, Template, TemplateCatalog, TemplateError, check_tasks
@@ -574,20 +575,17 @@ class Composer:
         value: Any,
         resolver: ParamResolver,
     ) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: self._substitute(customer, integration, f"{field}.{k}", v, resolver)
-                for k, v in value.items()
-            }
-        if isinstance(value, list):
-            return [
-                self._substitute(customer, integration, f"{field}[{i}]", v, resolver)
-                for i, v in enumerate(value)
-            ]
+        """Substitute the whole value; only on failure walk it again to name the field
+        (building a path for every node of every customer is the slow way)."""
         try:
             return substitute(value, resolver)
         except UnknownPlaceholder as exc:
-            self._fail(customer, integration, field, f"unknown placeholder {{{exc.name}}}")
+            self._fail(
+                customer,
+                integration,
+                _locate(value, field, exc.name),
+                f"unknown placeholder {{{exc.name}}}",
+            )
 
     def _default_args(
         self,
@@ -668,3 +666,17 @@ class Composer:
                 one_line(message),
             )
         )
+
+
+def _locate(value: Any, field: str, name: str) -> str:
+    """The path of the first string in `value` that uses placeholder `name`."""
+    if isinstance(value, dict):
+        items: Any = ((f"{field}.{k}", v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{field}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return field
+    for path, item in items:
+        if name in placeholders(item):
+            return _locate(item, path, name)
+    return field

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -44,8 +45,10 @@ class ParamTooDeep(ValueError):
         self.chain = chain
 
 
-def _segments(text: str) -> list[tuple[bool, str]]:
-    """Split text into (is_placeholder, piece); Jinja blocks are kept as text."""
+@lru_cache(maxsize=65536)
+def _segments(text: str) -> tuple[tuple[bool, str], ...]:
+    """Split text into (is_placeholder, piece); Jinja blocks are kept as text. Cached:
+    a template's strings are the same for every customer."""
     out: list[tuple[bool, str]] = []
     i, n, start = 0, len(text), 0
     while i < n:
@@ -70,7 +73,7 @@ def _segments(text: str) -> list[tuple[bool, str]]:
             i = ch + 1
     if start < n:
         out.append((False, text[start:]))
-    return out
+    return tuple(out)
 
 
 def placeholders(value: Any) -> set[str]:
@@ -91,6 +94,8 @@ def substitute(value: Any, lookup: Callable[[str], Any]) -> Any:
     """Format every string in `value`; a string that is exactly one placeholder keeps
     the looked-up value's type. Mapping keys are not formatted."""
     if isinstance(value, str):
+        if "{" not in value:
+            return value
         segments = _segments(value)
         if len(segments) == 1 and segments[0][0]:
             return lookup(segments[0][1])

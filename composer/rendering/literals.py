@@ -24,18 +24,31 @@ class NotALiteral(TypeError):
 def literal(value: Any, name_of: Callable[[CodeRef], str], indent: int = 0) -> str:
     """A deterministic Python expression for `value`: dict keys sorted, long
     containers split one item per line."""
-    flat = _flat(value, name_of)
-    if len(flat) + len(INDENT) * indent <= WIDTH or not isinstance(value, dict | list | tuple):
-        return flat
-    pad, inner = INDENT * indent, INDENT * (indent + 1)
+    return _layout(value, name_of, indent)[1]
+
+
+def _layout(value: Any, name_of: Callable[[CodeRef], str], indent: int) -> tuple[str, str]:
+    """(one-line form, chosen form at this indent), each node visited once."""
     if isinstance(value, dict):
-        items = [
-            f"{inner}{_flat(k, name_of)}: {literal(v, name_of, indent + 1)},"
-            for k, v in _sorted_items(value)
+        keys_and_children = [
+            (_flat(k, name_of), _layout(v, name_of, indent + 1)) for k, v in _sorted_items(value)
         ]
-        return "{\n" + "\n".join(items) + f"\n{pad}}}"
-    items = [f"{inner}{literal(v, name_of, indent + 1)}," for v in value]
-    return "[\n" + "\n".join(items) + f"\n{pad}]"
+        flat = "{" + ", ".join(f"{k}: {child[0]}" for k, child in keys_and_children) + "}"
+        lines = [f"{k}: {child[1]}" for k, child in keys_and_children]
+        brackets = "{}"
+    elif isinstance(value, list | tuple):
+        children = [_layout(v, name_of, indent + 1) for v in value]
+        flat = "[" + ", ".join(child[0] for child in children) + "]"
+        lines = [child[1] for child in children]
+        brackets = "[]"
+    else:
+        flat = _flat(value, name_of)
+        return flat, flat
+    if len(flat) + len(INDENT) * indent <= WIDTH:
+        return flat, flat
+    pad, inner = INDENT * indent, INDENT * (indent + 1)
+    body = "\n".join(f"{inner}{line}," for line in lines)
+    return flat, f"{brackets[0]}\n{body}\n{pad}{brackets[1]}"
 
 
 def _sorted_items(value: dict) -> list[tuple[Any, Any]]:
