@@ -88,14 +88,17 @@ class FleetBuilder:
         for spec in specs:
             try:
                 source = render_dag(spec, self.settings.airflow_target)
-                if compiled:
-                    compile(source, spec.path, "exec", dont_inherit=True)
             except (NotALiteral, SyntaxError, ValueError) as exc:
                 result.errors.append(
                     ConfigError(customer_id, None, "template", f"{spec.dag_id}: {exc}")
                 )
                 continue
-            result.files.append(RenderedFile(spec.path, customer_id, source.encode()))
+            rendered = RenderedFile(spec.path, customer_id, source.encode())
+            error = compile_error(rendered) if compiled else None
+            if error:
+                result.errors.append(error)
+                continue
+            result.files.append(rendered)
         paths = [f.path for f in result.files]
         if len(paths) != len(set(paths)):
             result.errors.append(
@@ -160,6 +163,15 @@ class FleetBuilder:
                     )
                 )
                 self.invalid.add(cid)
+
+
+def compile_error(rendered: RenderedFile) -> ConfigError | None:
+    """Every generated file is compiled right before it is published."""
+    try:
+        compile(rendered.content, rendered.path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        return ConfigError(rendered.customer_id, None, "template", f"{rendered.path}: {exc}")
+    return None
 
 
 @cache

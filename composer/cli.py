@@ -137,8 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         store_url, args.target, _templates(args), force_prune=force, create_store=create
     )
     plan = fleet_plan.plan
-    _errors(fleet_plan.errors)
     if args.command == "plan":
+        _errors(fleet_plan.errors)
         for label, paths in (("+", plan.added), ("~", plan.changed), ("-", plan.removed)):
             for path in paths:
                 print(f"{label} {path}")
@@ -152,11 +152,15 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_INVALID
         return 2 if args.detailed_exitcode and plan.has_changes else EXIT_OK
     if args.strict and fleet_plan.errors:
+        _errors(fleet_plan.errors)
         _say(
             f"sync --strict: {len(fleet_plan.invalid_customers)} invalid customers, nothing published"
         )
         return EXIT_INVALID
-    result = apply_fleet(fleet_plan, jobs=args.jobs, force_prune=force)
+    try:
+        result = apply_fleet(fleet_plan, jobs=args.jobs, force_prune=force)
+    finally:
+        _errors(fleet_plan.errors)  # planning's, and any found while applying
     elapsed = time.monotonic() - started
     print(
         f"Synced {args.target}: {len(plan.added)} added, {len(plan.changed)} changed, "

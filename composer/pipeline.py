@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from composer.build import FleetBuilder
+from composer.build import FleetBuilder, compile_error
 from composer.dagspec import RenderedFile
 from composer.errors import ConfigError, TargetError
 from composer.plan import MANIFEST, Desired, Manifest, Plan, make_plan
@@ -21,6 +21,8 @@ from composer.store import open_store
 from composer.targets import ObjectState, Target, open_target
 
 REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Rendered source kept between planning and applying; past it, customers are rendered again.
+KEEP_BUDGET_BYTES = 48 * 1024 * 1024
 
 
 def default_templates_dir() -> Path:
@@ -42,13 +44,26 @@ class FleetPlan:
     objects: dict[str, ObjectState]
     manifest: Manifest
     errors: list[ConfigError] = field(default_factory=list)
+    # Files that differ from the target, kept from planning while they fit the budget,
+    # so applying does not compose those customers twice.
+    kept: dict[str, list[RenderedFile]] = field(default_factory=dict)
 
     @property
     def invalid_customers(self) -> list[str]:
         return sorted({e.customer_id for e in self.errors})
 
     def render(self, customers: set[str]) -> Iterator[RenderedFile]:
-        for build in self.builder.builds(customers):
+        """The customers' files, each compiled before it is handed out for publishing."""
+        rebuild = {c for c in customers if c not in self.kept}
+        for customer_id in sorted(customers - rebuild):
+            for rendered in self.kept[customer_id]:
+                error = compile_error(rendered)
+                if error:
+                    self.errors.append(error)
+                    continue
+                yield rendered
+        for build in self.builder.builds(rebuild):
+            self.errors.extend(build.errors)
             yield from build.files
 
     def diff(self) -> Iterator[str]:
@@ -86,12 +101,19 @@ def plan_fleet(
         raise TargetError(f"target {target_url}: unreadable {MANIFEST}: {exc}") from exc
     errors = list(builder.errors)
     desired: list[Desired] = []
+    kept: dict[str, list[RenderedFile]] = {}
+    budget = KEEP_BUDGET_BYTES
     for build in builder.builds(compiled=False):
         errors.extend(build.errors)
         desired.extend(Desired(f.path, f.customer_id, f.md5) for f in build.files)
+        differing = [f for f in build.files if (o := objects.get(f.path)) is None or o.md5 != f.md5]
+        size = sum(len(f.content) for f in differing)
+        if differing and size <= budget:
+            kept[build.customer_id] = differing
+            budget -= size
     plan = make_plan(desired, objects, manifest, builder.invalid, force_prune=force_prune)
     errors.extend(plan.errors)
-    return FleetPlan(plan, builder, target, objects, manifest, errors)
+    return FleetPlan(plan, builder, target, objects, manifest, errors, kept)
 
 
 def apply_fleet(

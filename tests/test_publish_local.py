@@ -253,3 +253,23 @@ def test_spanner_style_json_key_order_does_not_change_the_output(tmp_path, demo_
     sync(make_store(tmp_path / "a.db", demo_snapshot), tmp_path / "a")
     sync(make_store(tmp_path / "b.db", shuffled), tmp_path / "b")
     assert snapshot_files(tmp_path / "a") == snapshot_files(tmp_path / "b")
+
+
+def test_files_rendered_again_after_planning_match_the_ones_kept_from_planning(
+    tmp_path, demo_snapshot, monkeypatch
+):
+    """Applying reuses what planning rendered while it fits a memory budget and renders
+    the rest again: both ways must publish the same bytes."""
+    import composer.pipeline
+
+    store = make_store(tmp_path / "fleet.db", demo_snapshot)
+    kept_plan, _ = sync(store, tmp_path / "kept")
+    assert set(kept_plan.kept) == set(kept_plan.builder.customer_ids())
+    monkeypatch.setattr(composer.pipeline, "KEEP_BUDGET_BYTES", 20_000)
+    partial_plan, _ = sync(store, tmp_path / "partial")
+    assert 0 < len(partial_plan.kept) < len(kept_plan.kept)
+    monkeypatch.setattr(composer.pipeline, "KEEP_BUDGET_BYTES", 0)
+    rebuilt_plan, _ = sync(store, tmp_path / "rebuilt")
+    assert rebuilt_plan.kept == {}
+    kept = snapshot_files(tmp_path / "kept")
+    assert kept == snapshot_files(tmp_path / "partial") == snapshot_files(tmp_path / "rebuilt")
