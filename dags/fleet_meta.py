@@ -10,7 +10,7 @@ plan -> apply -> check:
   DAG with {"force_prune": true} if the removal is intended.
 - check: fails the run when any customer is invalid, after the publish.
 
-Schedule: 01:00 UTC, before any US district's 02:00-local main DAG.
+Schedule: 01:00 UTC, hours before any US district's main DAG (03:00 local by default).
 Nothing is read at parse time: the environment is read and the `composer` package
 imported inside the tasks, so an unreachable store can never break parsing.
 Templates: FLEET_TEMPLATES, else fleet_templates/ beside this file (where
