@@ -8,33 +8,29 @@ the integration and the field.
 from __future__ import annotations
 
 import copy
-import re
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 import json_merge_patch
 
+from composer import params as layers
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
-from composer.errors import ConfigError, InvalidConfig
+from composer.errors import ConfigError, InvalidConfig, invalid
 from composer.model import (  # RESERVED_INTEGRATION_IDS: re-exported, checked in model
     RESERVED_INTEGRATION_IDS,  # noqa: F401
     Customer,
     Fleet,
     Integration,
-    one_line,
 )
 from composer.operators import OperatorCatalog, UnknownOperator
 from composer.schedule import stagger
 from composer.settings import FleetSettings
 from composer.substitution import (
-    ParamCycle,
     ParamResolver,
-    ParamTooDeep,
     UnknownPlaceholder,
     placeholders,
     substitute,
 )
-from composer.templates import BUILTINS, Template, TemplateCatalog, TemplateError, check_tasks
+from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
 
 CALLBACK_KEYS = frozenset(
     {
@@ -46,22 +42,8 @@ CALLBACK_KEYS = frozenset(
         "sla_miss_callback",
     }
 )
-# `passw(or)?d` anywhere (db_password, password_plain, PASSWD); a bare `pass` or `pwd`
-# only as a whole word, so `passthrough`, `bypass_cache` and `compass` are not flagged.
-CREDENTIAL_RE = re.compile(
-    r"passw(or)?d|passphrase|(^|[_-])(pass|pwd)([_-]|$)|secret|token|api[_-]?key"
-    r"|private[_-]?key|credential|access[_-]?key|auth[_-]?key",
-    re.IGNORECASE,
-)
-REFERENCE_SUFFIXES = ("_conn_id", "_secret_id")
 ROLLUP_ID = "rollup"
 SETUP_GROUP = ""
-
-
-def looks_like_credential(name: str) -> bool:
-    if name.endswith(REFERENCE_SUFFIXES) or name in ("conn_id", "secret_id"):
-        return False
-    return bool(CREDENTIAL_RE.search(name))
 
 
 def main_dag_id(customer_id: str) -> str:
@@ -142,7 +124,7 @@ class Composer:
 
     def _main_dag(self, customer: Customer, blocks: list, descendants: list[str]) -> DagSpec:
         dag_id = main_dag_id(customer.customer_id)
-        params = self._customer_params(customer, None, dag_id, descendants)
+        params = layers.for_customer(self.settings, customer, dag_id, descendants)
         setup = self._setup_tasks(customer, params)
         tasks = list(setup)
         groups: list[GroupSpec] = []
@@ -178,10 +160,12 @@ class Composer:
     ) -> DagSpec:
         dag_id = cron_dag_id(customer.customer_id, integration.integration_id)
         _, _, block_tasks, _ = self._block(customer, integration, template, descendants, "cron")
-        params = self._customer_params(customer, None, dag_id, descendants)
+        params = layers.for_customer(self.settings, customer, dag_id, descendants)
         setup = self._setup_tasks(customer, params)
         self._check_unique_nodes(customer, setup, [(integration, block_tasks, None)])
-        resolver = self._resolver(customer, integration, template, dag_id, descendants)
+        resolver = layers.for_integration(
+            self.settings, customer, integration, template, dag_id, descendants
+        )
         default_args = dict(self._dag_default_args(customer, integration, params))
         default_args.update(self._default_args(customer, integration, template, resolver))
         description = self._substitute(
@@ -312,8 +296,9 @@ class Composer:
             if variant == "main"
             else cron_dag_id(customer.customer_id, integration.integration_id)
         )
-        self._check_param_names(customer, integration)
-        resolver = self._resolver(customer, integration, template, dag_id, descendants)
+        resolver = layers.for_integration(
+            self.settings, customer, integration, template, dag_id, descendants
+        )
         raw_tasks = self._merged_tasks(customer, integration, template)
         overridden = integration.task_overrides or {}
         tasks = {
@@ -381,11 +366,11 @@ class Composer:
                     f"task_overrides.{task_id}",
                     "must be a task mapping or null",
                 )
-            for path, key, value in self._walk(
+            for path, key, value in layers.walk(
                 patch.get("args") if isinstance(patch, dict) else None,
                 f"task_overrides.{task_id}.args",
             ):
-                if looks_like_credential(key) and isinstance(value, str | int):
+                if layers.looks_like_credential(key) and isinstance(value, str | int):
                     self._fail(
                         customer,
                         integration,
@@ -458,114 +443,6 @@ class Composer:
                 refs.append(CodeRef(path))
             out[key] = refs if isinstance(value, list) else refs[0]
         return out
-
-    # -- params ---------------------------------------------------------------
-
-    def _builtins(
-        self,
-        customer: Customer,
-        integration: Integration | None,
-        dag_id: str,
-        descendants: list[str],
-    ) -> dict[str, Any]:
-        values = {
-            "customer_id": customer.customer_id,
-            # customer_id as a BigQuery dataset/table name may be spelled ('-' is not allowed)
-            "customer_key": customer.customer_id.replace("-", "_"),
-            "customer_name": customer.name,
-            "timezone": customer.timezone,
-            "dag_id": dag_id,
-            "descendant_ids": list(descendants),
-            "descendant_count": len(descendants),
-        }
-        if integration is not None:
-            values["integration_id"] = integration.integration_id
-            values["template"] = integration.template
-        return values
-
-    def _check_param_names(self, customer: Customer, integration: Integration | None) -> None:
-        layers = [("params", customer.params, None)]
-        if integration is not None:
-            layers.append(("params", integration.params, integration))
-        for prefix, params, owner in layers:
-            for name in params:
-                if name in BUILTINS:
-                    self._fail(
-                        customer, owner, f"{prefix}.{name}", "is a built-in param and cannot be set"
-                    )
-            # Nested keys too: {"sis": {"password": "..."}} is as much a credential.
-            for path, key, _value in self._walk(params, prefix):
-                if looks_like_credential(key):
-                    self._fail(
-                        customer,
-                        owner,
-                        path,
-                        "looks like a credential: store it in Secret Manager and pass its …_conn_id or …_secret_id",
-                    )
-
-    def _resolver(
-        self,
-        customer: Customer,
-        integration: Integration,
-        template: Template,
-        dag_id: str,
-        descendants: list[str],
-    ) -> ParamResolver:
-        raw: dict[str, Any] = dict(self.settings.params)
-        raw.update(
-            {name: spec.default for name, spec in template.params.items() if not spec.required}
-        )
-        raw.update(customer.params)
-        raw.update(integration.params)
-        for name, spec in template.params.items():
-            if (
-                spec.required
-                and name not in customer.params
-                and name not in integration.params
-                and name not in self.settings.params
-            ):
-                self._fail(
-                    customer,
-                    integration,
-                    f"params.{name}",
-                    f"required by template {template.name!r} but not set",
-                )
-        resolver = ParamResolver(raw, self._builtins(customer, integration, dag_id, descendants))
-        self._resolve_all(customer, integration, raw, resolver)
-        return resolver
-
-    def _customer_params(
-        self,
-        customer: Customer,
-        integration: Integration | None,
-        dag_id: str,
-        descendants: list[str],
-    ) -> ParamResolver:
-        self._check_param_names(customer, None)
-        raw = {**self.settings.params, **customer.params}
-        resolver = ParamResolver(raw, self._builtins(customer, integration, dag_id, descendants))
-        self._resolve_all(customer, integration, raw, resolver)
-        return resolver
-
-    def _resolve_all(
-        self,
-        customer: Customer,
-        integration: Integration | None,
-        raw: Mapping[str, Any],
-        resolver: ParamResolver,
-    ) -> None:
-        for name in raw:
-            # Blame the layer that set the value: a customer param is reported once,
-            # without an integration, however many integrations meet it.
-            owner = integration if integration and name in integration.params else None
-            try:
-                resolver(name)
-            except UnknownPlaceholder as exc:
-                self._fail(customer, owner, f"params.{name}", f"unknown placeholder {{{exc.name}}}")
-            except ParamCycle as exc:
-                self._fail(customer, owner, f"params.{name}", f"param reference cycle {exc}")
-            except ParamTooDeep as exc:
-                self._fail(customer, owner, f"params.{name}", str(exc))
 
     def _substitute(
         self,
@@ -643,28 +520,13 @@ class Composer:
             for task_id, task in tasks.items()
         ]
 
-    # -- helpers --------------------------------------------------------------
-
-    @staticmethod
-    def _walk(value: Any, prefix: str) -> Iterator[tuple[str, str, Any]]:
-        """(path, key, value) of every mapping entry, at any depth, through lists too."""
-        if isinstance(value, dict):
-            for key, item in value.items():
-                yield f"{prefix}.{key}", str(key), item
-                yield from Composer._walk(item, f"{prefix}.{key}")
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                yield from Composer._walk(item, f"{prefix}[{index}]")
-
     @staticmethod
     def _fail(customer: Customer, integration: Integration | None, field: str, message: str):
-        raise InvalidConfig(
-            ConfigError(
-                customer.customer_id,
-                integration.integration_id if integration else None,
-                one_line(field),  # keys from the store may hold newlines
-                one_line(message),
-            )
+        raise invalid(
+            customer.customer_id,
+            integration.integration_id if integration else None,
+            field,
+            message,
         )
 
 

@@ -33,6 +33,22 @@ class InvalidConfig(Exception):
         self.error = error
 
 
+def one_line(text: str) -> str:
+    """Error text on one line: a value's control characters are shown escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def invalid(
+    customer_id: str, integration_id: str | None, field: str, message: str
+) -> InvalidConfig:
+    """The exception for one bad value; keys and values from the store may hold newlines."""
+    return InvalidConfig(
+        ConfigError(customer_id, integration_id, one_line(field), one_line(message))
+    )
+
+
 class StoreError(Exception):
     """The store could not be reached or read: nothing may change in the target."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from composer.errors import ConfigError
+from composer.errors import ConfigError, one_line
 from composer.schedule import normalize_cron
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 
@@ -96,13 +96,6 @@ def valid_timezone(name: str) -> bool:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return False
     return True
-
-
-def one_line(text: str) -> str:
-    """Error text on one line: a value's control characters are shown escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _reject_constant(name: str) -> Any:

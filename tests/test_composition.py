@@ -10,10 +10,10 @@ from functools import cache
 import pytest
 
 from composer.build import FleetBuilder
-from composer.composition import looks_like_credential
 from composer.dagspec import DagSpec, TaskSpec
 from composer.errors import ConfigError
 from composer.model import build_fleet
+from composer.params import looks_like_credential
 from composer.schedule import stagger, stagger_offset
 from composer.settings import FleetSettings, load_settings
 from composer.store import CustomerRow, IntegrationRow, Snapshot

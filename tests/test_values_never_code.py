@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from composer.build import FleetBuilder
-from composer.composition import looks_like_credential
+from composer.params import looks_like_credential
 from composer.settings import load_settings
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from composer.substitution import placeholders

@@ -1,0 +1,147 @@
+"""Params: the layered values one DAG is composed with.
+
+Precedence, lowest first: fleet defaults (templates/fleet.yaml), template defaults,
+customer params, integration params; built-ins are fixed and cannot be set. Every
+param is resolved up front, so a cycle or an unknown placeholder is reported against
+the param that holds it, once, and never hangs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from composer.errors import invalid
+from composer.model import Customer, Integration
+from composer.settings import FleetSettings
+from composer.substitution import ParamCycle, ParamResolver, ParamTooDeep, UnknownPlaceholder
+from composer.templates import BUILTINS, Template
+
+# `passw(or)?d` anywhere (db_password, password_plain, PASSWD); a bare `pass` or `pwd`
+# only as a whole word, so `passthrough`, `bypass_cache` and `compass` are not flagged.
+CREDENTIAL_RE = re.compile(
+    r"passw(or)?d|passphrase|(^|[_-])(pass|pwd)([_-]|$)|secret|token|api[_-]?key"
+    r"|private[_-]?key|credential|access[_-]?key|auth[_-]?key",
+    re.IGNORECASE,
+)
+REFERENCE_SUFFIXES = ("_conn_id", "_secret_id")
+CREDENTIAL_HINT = (
+    "looks like a credential: store it in Secret Manager and pass its …_conn_id or …_secret_id"
+)
+
+
+def looks_like_credential(name: str) -> bool:
+    if name.endswith(REFERENCE_SUFFIXES) or name in ("conn_id", "secret_id"):
+        return False
+    return bool(CREDENTIAL_RE.search(name))
+
+
+def walk(value: Any, prefix: str) -> Iterator[tuple[str, str, Any]]:
+    """(path, key, value) of every mapping entry, at any depth, through lists too."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield f"{prefix}.{key}", str(key), item
+            yield from walk(item, f"{prefix}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from walk(item, f"{prefix}[{index}]")
+
+
+def builtins(
+    customer: Customer, integration: Integration | None, dag_id: str, descendants: list[str]
+) -> dict[str, Any]:
+    values = {
+        "customer_id": customer.customer_id,
+        # customer_id as a BigQuery dataset/table name may be spelled ('-' is not allowed)
+        "customer_key": customer.customer_id.replace("-", "_"),
+        "customer_name": customer.name,
+        "timezone": customer.timezone,
+        "dag_id": dag_id,
+        "descendant_ids": list(descendants),
+        "descendant_count": len(descendants),
+    }
+    if integration is not None:
+        values["integration_id"] = integration.integration_id
+        values["template"] = integration.template
+    return values
+
+
+def check_names(customer: Customer, integration: Integration | None) -> None:
+    """No built-in can be set, and no credential can be stored as a param."""
+    layers: list[tuple[Mapping[str, Any], Integration | None]] = [(customer.params, None)]
+    if integration is not None:
+        layers.append((integration.params, integration))
+    for params, owner in layers:
+        where = (customer.customer_id, owner.integration_id if owner else None)
+        for name in params:
+            if name in BUILTINS:
+                raise invalid(*where, f"params.{name}", "is a built-in param and cannot be set")
+        # Nested keys too: {"sis": {"password": "..."}} is as much a credential.
+        for path, key, _value in walk(params, "params"):
+            if looks_like_credential(key):
+                raise invalid(*where, path, CREDENTIAL_HINT)
+
+
+def for_integration(
+    settings: FleetSettings,
+    customer: Customer,
+    integration: Integration,
+    template: Template,
+    dag_id: str,
+    descendants: list[str],
+) -> ParamResolver:
+    """All four layers, every param resolved; required template params must be set."""
+    check_names(customer, integration)
+    raw: dict[str, Any] = dict(settings.params)
+    raw.update({name: spec.default for name, spec in template.params.items() if not spec.required})
+    raw.update(customer.params)
+    raw.update(integration.params)
+    for name, spec in template.params.items():
+        given = (customer.params, integration.params, settings.params)
+        if spec.required and not any(name in layer for layer in given):
+            raise invalid(
+                customer.customer_id,
+                integration.integration_id,
+                f"params.{name}",
+                f"required by template {template.name!r} but not set",
+            )
+    resolver = ParamResolver(raw, builtins(customer, integration, dag_id, descendants))
+    _resolve_all(customer, integration, raw, resolver)
+    return resolver
+
+
+def for_customer(
+    settings: FleetSettings, customer: Customer, dag_id: str, descendants: list[str]
+) -> ParamResolver:
+    """Fleet and customer layers only: for what belongs to no integration (setup tasks,
+    DAG-level default_args)."""
+    check_names(customer, None)
+    raw = {**settings.params, **customer.params}
+    resolver = ParamResolver(raw, builtins(customer, None, dag_id, descendants))
+    _resolve_all(customer, None, raw, resolver)
+    return resolver
+
+
+def _resolve_all(
+    customer: Customer,
+    integration: Integration | None,
+    raw: Mapping[str, Any],
+    resolver: ParamResolver,
+) -> None:
+    for name in raw:
+        # Blame the layer that set the value: a customer param is reported once,
+        # without an integration, however many integrations meet it.
+        owner = integration.integration_id if integration and name in integration.params else None
+        try:
+            resolver(name)
+        except UnknownPlaceholder as exc:
+            raise invalid(
+                customer.customer_id, owner, f"params.{name}", f"unknown placeholder {{{exc.name}}}"
+            ) from None
+        except ParamCycle as exc:
+            raise invalid(
+                customer.customer_id, owner, f"params.{name}", f"param reference cycle {exc}"
+            ) from None
+        except ParamTooDeep as exc:
+            raise invalid(customer.customer_id, owner, f"params.{name}", str(exc)) from None
