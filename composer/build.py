@@ -8,7 +8,10 @@ the customers whose files change.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import hashlib
 import importlib.util
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,6 +57,28 @@ class FleetBuilder:
         )
         self.errors: list[ConfigError] = list(self.fleet.errors)
         self._check_dag_id_collisions()
+
+    def inputs_digest(self, customer_id: str) -> str:
+        """A digest of everything this customer's files are made from: its rows, its
+        active descendants, the template files it uses, the fleet settings and legacy
+        file, dagfleet's own code and the Airflow and provider versions it checks
+        against. Equal digests mean equal files, so an unchanged customer is not rebuilt."""
+        customer = self.fleet.customers[customer_id]
+        descendants = self.fleet.active_descendants(customer_id)
+        templates = {i.template for i in customer.integrations}
+        if descendants and self.settings.rollup_template and not customer.legacy_dag_file:
+            templates.add(self.settings.rollup_template)
+        digest = hashlib.sha256(_environment_digest(self.templates_dir).encode())
+        row = json.dumps(dataclasses.asdict(customer), sort_keys=True, default=repr)
+        digest.update(row.encode())
+        digest.update(json.dumps(descendants).encode())
+        for name in sorted(templates):
+            digest.update(_file_digest(self.templates_dir / f"{name}.yaml").encode())
+        if customer.legacy_dag_file:
+            digest.update(
+                _file_digest(self.templates_dir / "legacy" / customer.legacy_dag_file).encode()
+            )
+        return digest.hexdigest()
 
     @property
     def invalid(self) -> set[str]:
@@ -163,6 +188,34 @@ class FleetBuilder:
                     )
                 )
                 self.invalid.add(cid)
+
+
+@cache
+def _file_digest(path: Path) -> str:
+    try:
+        return f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    except OSError:
+        return f"{path.name}:missing"
+
+
+@cache
+def _environment_digest(templates_dir: Path) -> str:
+    """What every customer's files depend on: dagfleet's code, the fleet settings and
+    the versions of what the operators are checked against."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for source in sorted(package.rglob("*.py")):
+        digest.update(str(source.relative_to(package)).encode())
+        digest.update(source.read_bytes())
+    digest.update(_file_digest(templates_dir / "fleet.yaml").encode())
+    for dist in ("apache-airflow-core", "apache-airflow", "apache-airflow-providers-google"):
+        try:
+            digest.update(f"{dist}=={version(dist)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{dist} absent".encode())
+    return digest.hexdigest()
 
 
 def compile_error(rendered: RenderedFile) -> ConfigError | None:

@@ -102,8 +102,21 @@ def plan_fleet(
     errors = list(builder.errors)
     desired: list[Desired] = []
     kept: dict[str, list[RenderedFile]] = {}
+    inputs: dict[str, str] = {}
     budget = KEEP_BUDGET_BYTES
-    for build in builder.builds(compiled=False):
+    owned_paths = manifest.paths_by_customer()
+    for customer_id in builder.customer_ids():
+        digest = builder.inputs_digest(customer_id)
+        unchanged = manifest.unchanged_files(
+            customer_id, digest, owned_paths.get(customer_id, []), objects
+        )
+        if unchanged is not None:  # same inputs, same files: nothing to build
+            desired.extend(unchanged)
+            inputs[customer_id] = digest
+            continue
+        build = builder.build(customer_id, compiled=False)
+        if not build.errors:
+            inputs[customer_id] = digest
         errors.extend(build.errors)
         desired.extend(Desired(f.path, f.customer_id, f.md5) for f in build.files)
         differing = [f for f in build.files if (o := objects.get(f.path)) is None or o.md5 != f.md5]
@@ -111,7 +124,9 @@ def plan_fleet(
         if differing and size <= budget:
             kept[build.customer_id] = differing
             budget -= size
-    plan = make_plan(desired, objects, manifest, builder.invalid, force_prune=force_prune)
+    plan = make_plan(
+        desired, objects, manifest, builder.invalid, force_prune=force_prune, inputs=inputs
+    )
     errors.extend(plan.errors)
     return FleetPlan(plan, builder, target, objects, manifest, errors, kept)
 

@@ -23,12 +23,21 @@ PRUNE_MIN_FILES = 5
 
 @dataclass(frozen=True)
 class Manifest:
-    """The files the fleet wrote, each with the customer it belongs to."""
+    """What the fleet wrote: each file's customer and md5, and each customer's inputs
+    digest, so a customer whose inputs and files are unchanged need not be built again."""
 
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # path -> customer_id
+    md5: dict[str, str] = field(default_factory=dict)  # path -> md5 hex, as written
+    inputs: dict[str, str] = field(default_factory=dict)  # customer_id -> inputs digest
 
     def to_bytes(self) -> bytes:
-        body = {"generator": "dagfleet", "version": 1, "files": dict(sorted(self.files.items()))}
+        body = {
+            "generator": "dagfleet",
+            "version": 2,
+            "files": self.files,
+            "md5": self.md5,
+            "inputs": self.inputs,
+        }
         return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -38,7 +47,32 @@ class Manifest:
         body = json.loads(data)
         if body.get("generator") != "dagfleet" or not isinstance(body.get("files"), dict):
             raise ValueError("not a dagfleet manifest")
-        return cls({str(k): str(v) for k, v in body["files"].items()})
+        return cls(
+            {str(k): str(v) for k, v in body["files"].items()},
+            {str(k): str(v) for k, v in (body.get("md5") or {}).items()},
+            {str(k): str(v) for k, v in (body.get("inputs") or {}).items()},
+        )
+
+    def unchanged_files(
+        self, customer_id: str, digest: str, paths: list[str], objects: dict[str, ObjectState]
+    ) -> list[Desired] | None:
+        """The customer's files, when its inputs digest is the recorded one and every
+        file it owns is still in the target exactly as written; else None (build it)."""
+        if not paths or self.inputs.get(customer_id) != digest:
+            return None
+        found = []
+        for path in paths:
+            current, written = objects.get(path), self.md5.get(path)
+            if current is None or written is None or current.md5 != written:
+                return None
+            found.append(Desired(path, customer_id, written))
+        return found
+
+    def paths_by_customer(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for path, customer_id in self.files.items():
+            index.setdefault(customer_id, []).append(path)
+        return index
 
 
 @dataclass(frozen=True)
@@ -91,6 +125,7 @@ def make_plan(
     invalid: set[str],
     *,
     force_prune: bool = False,
+    inputs: dict[str, str] | None = None,
 ) -> Plan:
     """Compare the wanted files with the target.
 
@@ -120,10 +155,12 @@ def make_plan(
             )
     keep = invalid | conflicted
     owned: dict[str, str] = {}
+    md5: dict[str, str] = {}
     for path, item in sorted(wanted.items()):
         if item.customer_id in keep:
             continue
         owned[path] = item.customer_id
+        md5[path] = item.md5
         plan.owner[path] = item.customer_id
         current = objects.get(path)
         if current is None:
@@ -137,10 +174,14 @@ def make_plan(
             continue
         if customer_id in keep:
             owned[path] = customer_id  # untouched while the customer is invalid
+            if path in manifest.md5:
+                md5[path] = manifest.md5[path]
         elif path in objects:
             plan.removed.append(path)
-    plan.manifest = Manifest(owned)
-    plan.manifest_changed = owned != manifest.files
+    digests = {c: d for c, d in (inputs or {}).items() if c not in keep}
+    digests.update({c: d for c, d in manifest.inputs.items() if c in keep})
+    plan.manifest = Manifest(owned, md5, digests)
+    plan.manifest_changed = plan.manifest != manifest
     if len(plan.removed) > prune_limit(plan.owned_before) and not force_prune:
         plan.prune_refused = True
     return plan

@@ -73,7 +73,13 @@ def apply_plan(
         return result
     manifest_state = objects.get(MANIFEST)
     if plan.added:
-        intent = Manifest({**manifest_before.files, **{p: plan.owner[p] for p in plan.added}})
+        # New files are owned before they exist; digests stay as they were, so nothing
+        # about them is trusted until the final manifest.
+        intent = Manifest(
+            {**manifest_before.files, **{p: plan.owner[p] for p in plan.added}},
+            manifest_before.md5,
+            manifest_before.inputs,
+        )
         manifest_state = _write_manifest(target, intent, manifest_state)
     _ensure_airflowignore(target, objects)
 

@@ -224,26 +224,29 @@ def test_two_runs_planned_together_cannot_both_publish(
     apply_fleet(first)
     published = fleet_objects(emulator, bucket)
 
-    with pytest.raises(TargetError, match=r"cannot write dallas-isd/.*another run changed it"):
+    # The first precondition to fail is the manifest's: the second run saw none.
+    with pytest.raises(TargetError, match=r"cannot write .*another run changed it"):
         apply_fleet(second)
 
     assert fleet_objects(emulator, bucket) == published  # the second run changed nothing
 
 
-def test_two_runs_writing_identical_files_both_succeed(
+def test_two_runs_planned_together_with_identical_files_leave_the_same_fleet(
     tmp_path, demo_store, emulator, bucket, gate
 ):
-    """Identical bytes are no conflict: the second run's refused writes already hold them."""
+    """The second run's first conditional write (its manifest) is refused: it stops
+    with nothing changed, and the next run converges without writing anything."""
     url = f"gs://{bucket}/{PREFIX}"
     first, second = plan_fleet(demo_store, url, TEMPLATES), plan_fleet(demo_store, url, TEMPLATES)
     apply_fleet(first)
     published = fleet_objects(emulator, bucket)
-    apply_fleet(second)
-    now = fleet_objects(emulator, bucket)
-    assert {p: data for p, (_, data) in now.items()} == {p: d for p, (_, d) in published.items()}
-    rewritten = {p for p in now if now[p][0] != published[p][0]}
-    assert rewritten <= {MANIFEST}  # publish rewrites its final manifest; no DAG file
-    assert {c.status for c in gate.calls if c.method == "write"} == {200, 412}
+    with pytest.raises(TargetError, match=r"cannot write .*another run changed it"):
+        apply_fleet(second)
+    assert fleet_objects(emulator, bucket) == published
+    third = plan_fleet(demo_store, url, TEMPLATES)
+    assert not third.plan.has_changes and not third.plan.manifest_changed
+    assert apply_fleet(third).written == 0
+    assert fleet_objects(emulator, bucket) == published
 
 
 # -- failures: one line, fast, nothing written -------------------------------------------

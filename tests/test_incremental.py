@@ -1,0 +1,127 @@
+"""Incremental planning: a customer whose inputs and published files are unchanged is
+not built again, and every input that shapes its files makes it rebuild."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from composer.build import FleetBuilder
+from composer.pipeline import apply_fleet, plan_fleet
+from composer.plan import MANIFEST
+from tests.conftest import TEMPLATES, add_customer, make_store, replace_customer
+from tests.test_publish_local import new_district, snapshot_files
+
+
+@pytest.fixture
+def built(monkeypatch) -> list[str]:
+    """The customers FleetBuilder.build is called for, in order."""
+    calls: list[str] = []
+    real = FleetBuilder.build
+
+    def counting(self, customer_id: str, *, compiled: bool = True):
+        calls.append(customer_id)
+        return real(self, customer_id, compiled=compiled)
+
+    monkeypatch.setattr(FleetBuilder, "build", counting)
+    return calls
+
+
+def sync(store: str, target: Path, templates: Path = TEMPLATES):
+    fleet_plan = plan_fleet(store, f"file://{target}", templates)
+    return fleet_plan, apply_fleet(fleet_plan)
+
+
+def test_a_no_op_sync_builds_no_customer(tmp_path, demo_snapshot, built):
+    store, target = make_store(tmp_path / "fleet.db", demo_snapshot), tmp_path / "dags"
+    sync(store, target)
+    assert len(built) == 15
+    built.clear()
+    fleet_plan, result = sync(store, target)
+    assert built == [] and result.written == 0
+    assert fleet_plan.plan.unchanged == 26 and not fleet_plan.plan.manifest_changed
+
+
+def test_onboarding_builds_only_the_new_customer(tmp_path, demo_snapshot, built):
+    target = tmp_path / "dags"
+    sync(make_store(tmp_path / "a.db", demo_snapshot), target)
+    built.clear()
+    fleet_plan, _ = sync(
+        make_store(tmp_path / "b.db", add_customer(demo_snapshot, *new_district())), target
+    )
+    assert built == ["tulsa-ps"]  # what planning rendered is kept for publishing
+    assert fleet_plan.plan.added == ["tulsa-ps/tulsa-ps__main.py"]
+
+
+def test_a_changed_row_rebuilds_that_customer_and_matches_a_full_build(
+    tmp_path, demo_snapshot, built
+):
+    target = tmp_path / "dags"
+    sync(make_store(tmp_path / "a.db", demo_snapshot), target)
+    built.clear()
+    renamed = replace_customer(demo_snapshot, "nyc-d02", name="NYC District 2")
+    store = make_store(tmp_path / "b.db", renamed)
+    fleet_plan, _ = sync(store, target)
+    assert set(built) == {"nyc-d02"}
+    assert fleet_plan.plan.changed == ["nyc-d02/nyc-d02__main.py"]
+    sync(store, tmp_path / "scratch")
+    assert snapshot_files(target) == snapshot_files(tmp_path / "scratch")
+
+
+def test_a_new_child_rebuilds_its_parents_roll_up(tmp_path, demo_snapshot, built):
+    target = tmp_path / "dags"
+    sync(make_store(tmp_path / "a.db", demo_snapshot), target)
+    built.clear()
+    customer, grades = new_district("cascade-west", "America/Los_Angeles")
+    child = add_customer(demo_snapshot, customer, grades)
+    child = replace_customer(child, "cascade-west", parent_customer_id="cascade-esd")
+    fleet_plan, _ = sync(make_store(tmp_path / "b.db", child), target)
+    assert set(built) == {"cascade-west", "cascade-esd"}
+    assert "cascade-esd/cascade-esd__main.py" in fleet_plan.plan.changed
+
+
+def test_editing_a_template_rebuilds_exactly_the_customers_that_use_it(
+    tmp_path, demo_snapshot, built
+):
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    store, target = make_store(tmp_path / "fleet.db", demo_snapshot), tmp_path / "dags"
+    sync(store, target, templates)
+    built.clear()
+    path = templates / "state_assessments.yaml"
+    path.write_text(path.read_text().replace("poke_interval: 900", "poke_interval: 600"))
+    from composer import build as build_module
+
+    build_module._file_digest.cache_clear()
+    fleet_plan, _ = sync(store, target, templates)
+    users = {"austin-isd", "dallas-isd", "boulder-valley", "phoenix-union", "boston-public",
+             "cascade-north"}  # fmt: skip
+    assert set(built) == users
+    assert len(fleet_plan.plan.changed) == len(users)
+
+
+def test_a_file_changed_in_the_target_is_rebuilt_and_rewritten(tmp_path, demo_snapshot, built):
+    store, target = make_store(tmp_path / "fleet.db", demo_snapshot), tmp_path / "dags"
+    sync(store, target)
+    original = (target / "miami-dade" / "miami-dade__main.py").read_bytes()
+    (target / "miami-dade" / "miami-dade__main.py").write_bytes(b"# edited by hand\n")
+    built.clear()
+    fleet_plan, _ = sync(store, target)
+    assert set(built) == {"miami-dade"}
+    assert fleet_plan.plan.changed == ["miami-dade/miami-dade__main.py"]
+    assert (target / "miami-dade" / "miami-dade__main.py").read_bytes() == original
+
+
+def test_a_manifest_without_digests_means_a_full_build_once(tmp_path, demo_snapshot, built):
+    store, target = make_store(tmp_path / "fleet.db", demo_snapshot), tmp_path / "dags"
+    sync(store, target)
+    manifest = json.loads((target / MANIFEST).read_text())
+    old_style = {"generator": "dagfleet", "version": 1, "files": manifest["files"]}
+    (target / MANIFEST).write_text(json.dumps(old_style))
+    built.clear()
+    fleet_plan, result = sync(store, target)
+    assert len(built) == 15 and result.written == 0 and fleet_plan.plan.manifest_changed
+    assert json.loads((target / MANIFEST).read_text())["inputs"] == manifest["inputs"]
