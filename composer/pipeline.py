@@ -16,7 +16,7 @@ from composer.build import FleetBuilder, compile_error
 from composer.dagspec import RenderedFile
 from composer.errors import ConfigError, TargetError
 from composer.plan import MANIFEST, Desired, Manifest, Plan, make_plan
-from composer.publish import DEFAULT_JOBS, ApplyResult, apply_plan
+from composer.publish import DEFAULT_JOBS, ApplyResult, Progress, apply_plan
 from composer.store import open_store
 from composer.targets import ObjectState, Target, open_target
 
@@ -105,7 +105,10 @@ def plan_fleet(
     inputs: dict[str, str] = {}
     budget = KEEP_BUDGET_BYTES
     owned_paths = manifest.paths_by_customer()
-    for customer_id in builder.customer_ids():
+    customer_ids = builder.customer_ids()
+    progress = Progress(len(customer_ids), "planning")
+    for customer_id in customer_ids:
+        progress.step()
         digest = builder.inputs_digest(customer_id)
         unchanged = manifest.unchanged_files(
             customer_id, digest, owned_paths.get(customer_id, []), objects
