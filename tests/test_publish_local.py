@@ -265,7 +265,7 @@ def test_files_rendered_again_after_planning_match_the_ones_kept_from_planning(
     store = make_store(tmp_path / "fleet.db", demo_snapshot)
     kept_plan, _ = sync(store, tmp_path / "kept")
     assert set(kept_plan.kept) == set(kept_plan.builder.customer_ids())
-    monkeypatch.setattr(composer.pipeline, "KEEP_BUDGET_BYTES", 20_000)
+    monkeypatch.setattr(composer.pipeline, "KEEP_BUDGET_BYTES", 3_000)
     partial_plan, _ = sync(store, tmp_path / "partial")
     assert 0 < len(partial_plan.kept) < len(kept_plan.kept)
     monkeypatch.setattr(composer.pipeline, "KEEP_BUDGET_BYTES", 0)
