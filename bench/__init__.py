@@ -1,0 +1,1 @@
+"""Benchmarks for dagfleet: `uv run --group bench python -m bench.run` (see bench/README.md)."""
