@@ -8,9 +8,11 @@ the customers whose files change.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import io
 import json
 import warnings
 from collections.abc import Iterator
@@ -239,7 +241,12 @@ def _import_problem(path: Path, airflow_target: int) -> str | None:
         from airflow.dag_processing.dagbag import DagBag  # Airflow 3
     except ImportError:  # pragma: no cover - Airflow 2
         from airflow.models.dagbag import DagBag
-    with warnings.catch_warnings():
+    # The DagBag logs an INFO line per file; the CLI's output is ours to keep clean.
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         warnings.simplefilter("ignore")
         bag = DagBag(dag_folder=str(path), safe_mode=False)
     if bag.import_errors:
