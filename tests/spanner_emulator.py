@@ -9,6 +9,9 @@ Pytest-free, so fixtures anywhere (and scripts) can reuse it:
 The binary is `emulator_main`, looked up in this order: $SPANNER_EMULATOR_BIN, PATH,
 the Debian package google-cloud-cli-spanner-emulator (dpkg -L), next to gcloud, and
 the usual SDK install places. `find_emulator_binary()` returns None when there is none.
+`SPANNER_EMULATOR_BIN=none` makes it return None on a machine that has one, to prove
+what the suite does without the emulator (the find above also looks in fixed install
+places, so emptying PATH cannot hide it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 BINARY_ENV = "SPANNER_EMULATOR_BIN"
 BINARY_NAME = "emulator_main"
+PRETEND_ABSENT = "none"  # SPANNER_EMULATOR_BIN=none: behave as if no emulator is installed
 DEBIAN_PACKAGE = "google-cloud-cli-spanner-emulator"
 _SDK_SUBPATH = Path("bin/cloud_spanner_emulator") / BINARY_NAME
 _SDK_ROOTS = (
@@ -46,8 +50,11 @@ def _executable(path: Path) -> bool:
 
 def find_emulator_binary() -> Path | None:
     """The emulator_main binary, or None. A $SPANNER_EMULATOR_BIN that is not an
-    executable file is an error rather than silently ignored."""
+    executable file is an error rather than silently ignored; "none" means: pretend
+    there is no emulator here."""
     configured = os.environ.get(BINARY_ENV)
+    if configured and configured.strip().lower() == PRETEND_ABSENT:
+        return None
     if configured:
         path = Path(configured).expanduser()
         if not _executable(path):

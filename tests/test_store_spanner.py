@@ -1,6 +1,7 @@
 """The Spanner store against the real Cloud Spanner emulator (no mocks of the client).
 
-Skipped when the emulator binary is absent, unless CI is set: then it fails.
+Skipped when the emulator binary is absent (on CI too: there the read path runs against
+the client's mock server instead, tests/test_store_spanner_mock.py).
 """
 
 from __future__ import annotations

@@ -70,6 +70,13 @@ INTEGRATION_COLUMNS = (
     "task_overrides",
     "enabled",
 )
+# The two queries of read_snapshot, public so that tests can answer them on the client's
+# own mock server (tests/spanner_mock_support.py) without copying them.
+CUSTOMERS_SQL = f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM customers ORDER BY customer_id"
+INTEGRATIONS_SQL = (
+    f"SELECT {', '.join(INTEGRATION_COLUMNS)} FROM integrations "
+    "ORDER BY customer_id, integration_id"
+)
 _JSON_COLUMNS = frozenset({"params", "task_overrides"})
 _BOOL_COLUMNS = frozenset({"active", "enabled"})
 
@@ -136,16 +143,11 @@ class SpannerStore:
 
     def read_snapshot(self) -> Snapshot:
         """Both tables in one read-only snapshot, each ordered by primary key."""
-        customers_sql = f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM customers ORDER BY customer_id"
-        integrations_sql = (
-            f"SELECT {', '.join(INTEGRATION_COLUMNS)} FROM integrations "
-            "ORDER BY customer_id, integration_id"
-        )
         with self._operation("read"):
             database = self._connect()
             with database.snapshot(multi_use=True) as snapshot:
-                customer_rows = list(snapshot.execute_sql(customers_sql))
-                integration_rows = list(snapshot.execute_sql(integrations_sql))
+                customer_rows = list(snapshot.execute_sql(CUSTOMERS_SQL))
+                integration_rows = list(snapshot.execute_sql(INTEGRATIONS_SQL))
         customers = tuple(CustomerRow(**_row_dict(CUSTOMER_COLUMNS, row)) for row in customer_rows)
         integrations = tuple(
             IntegrationRow(**_row_dict(INTEGRATION_COLUMNS, row)) for row in integration_rows
