@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 import warnings
 from functools import cache
+
+from composer.operator_cache import FactCache
 
 # Set by the generated code itself, never by a template.
 RESERVED_ARGS = frozenset({"task_id", "dag", "task_group"})
@@ -76,13 +79,17 @@ def required_arguments(dotted: str) -> frozenset[str]:
     )
 
 
-@cache
-def trigger_rules() -> frozenset[str]:
+def _trigger_rule_enum() -> type:
     try:
         from airflow.sdk import TriggerRule  # Airflow 3
     except ImportError:  # pragma: no cover - Airflow 2
         from airflow.utils.trigger_rule import TriggerRule
-    return frozenset(rule.value for rule in TriggerRule)
+    return TriggerRule
+
+
+@cache
+def trigger_rules() -> frozenset[str]:
+    return frozenset(rule.value for rule in _trigger_rule_enum())
 
 
 # BaseOperator arguments Airflow checks by type when it parses the DAG file.
@@ -97,15 +104,20 @@ _ONLY_IN = {
 }
 
 
-def value_problem(name: str, value: object, airflow_target: int = 3) -> str | None:
-    """Why Airflow would refuse this value at parse time, for the arguments it checks."""
+def value_problem(
+    name: str, value: object, airflow_target: int = 3, rules: frozenset[str] | None = None
+) -> str | None:
+    """Why Airflow would refuse this value at parse time, for the arguments it checks
+    (`rules`: the valid trigger rules, when the caller already knows them)."""
     for major, names in _ONLY_IN.items():
         if name in names and major != airflow_target:
             return f"exists only in Airflow {major}; the fleet targets Airflow {airflow_target}"
     if name == "retry_exponential_backoff" and airflow_target == 2 and not isinstance(value, bool):
         return f"must be true or false in Airflow 2, not {value!r}"
-    if name == "trigger_rule" and value not in trigger_rules():
-        return f"{value!r} is not a valid trigger_rule ({', '.join(sorted(trigger_rules()))})"
+    if name == "trigger_rule":
+        rules = rules if rules is not None else trigger_rules()
+        if value not in rules:
+            return f"{value!r} is not a valid trigger_rule ({', '.join(sorted(rules))})"
     if name in _INTEGER_ARGS and (isinstance(value, bool) or not isinstance(value, int)):
         return f"must be an int, not {value!r}"
     if name in _BOOLEAN_ARGS and not isinstance(value, bool):
@@ -117,26 +129,70 @@ class OperatorCatalog:
     """The check composition runs on every task; a seam for tests of pure composition.
 
     Classes and signatures come from the Airflow this process runs (3.x); the
-    differences that matter for an Airflow-2 fleet are listed in `_ONLY_IN`."""
+    differences that matter for an Airflow-2 fleet are listed in `_ONLY_IN`. Answers
+    are kept in a FactCache, so a run whose operators were all seen before imports
+    neither Airflow nor the providers."""
 
-    def __init__(self, airflow_target: int = 3) -> None:
+    def __init__(self, airflow_target: int = 3, facts: FactCache | None = None) -> None:
         self.airflow_target = airflow_target
+        self.facts = facts if facts is not None else FactCache.default()
 
     def unknown_arguments(self, dotted: str, args: set[str]) -> list[str]:
         """Argument names the operator does not take; UnknownOperator when it does not exist."""
-        return sorted(args - operator_arguments(dotted))
+        return sorted(args - self._signature(dotted)[0])
 
     def missing_arguments(self, dotted: str, args: set[str]) -> list[str]:
-        return sorted(required_arguments(dotted) - args)
+        return sorted(self._signature(dotted)[1] - args)
 
     def value_problems(self, args: dict) -> list[tuple[str, str]]:
         """(argument, why) for values Airflow would refuse when parsing the file."""
+        rules = self._trigger_rules() if "trigger_rule" in args else None
         found = (
-            (name, value_problem(name, value, self.airflow_target))
+            (name, value_problem(name, value, self.airflow_target, rules))
             for name, value in sorted(args.items())
         )
         return [(name, why) for name, why in found if why]
 
     def check_callable(self, dotted: str) -> None:
+        key = f"callable:{dotted}"
+        if self.facts.get(key):
+            return
         if not callable(import_object(dotted)):
             raise UnknownOperator(f"{dotted} is not callable")
+        self.facts.put(key, True, _defining_files(dotted, import_object(dotted)))
+
+    @cache  # noqa: B019 - one catalog per run; the cache dies with it
+    def _signature(self, dotted: str) -> tuple[frozenset[str], frozenset[str]]:
+        key = f"operator:{dotted}"
+        known = self.facts.get(key)
+        if isinstance(known, dict):
+            return frozenset(known["arguments"]), frozenset(known["required"])
+        arguments, required = operator_arguments(dotted), required_arguments(dotted)
+        self.facts.put(
+            key,
+            {"arguments": sorted(arguments), "required": sorted(required)},
+            _defining_files(dotted, import_object(dotted)),
+        )
+        return arguments, required
+
+    @cache  # noqa: B019
+    def _trigger_rules(self) -> frozenset[str]:
+        known = self.facts.get("trigger_rules")
+        if isinstance(known, list):
+            return frozenset(known)
+        rules = trigger_rules()
+        self.facts.put("trigger_rules", sorted(rules), _defining_files("", _trigger_rule_enum()))
+        return rules
+
+
+def _defining_files(dotted: str, obj: object) -> list[str]:
+    """The module a template names and the files of every class the answer came from."""
+    files = []
+    module = sys.modules.get(dotted.rpartition(".")[0]) if dotted else None
+    if module is not None and getattr(module, "__file__", None):
+        files.append(module.__file__)
+    for klass in obj.__mro__ if isinstance(obj, type) else (obj,):
+        defined_in = sys.modules.get(getattr(klass, "__module__", None) or "")
+        if defined_in is not None and getattr(defined_in, "__file__", None):
+            files.append(defined_in.__file__)
+    return files
