@@ -47,12 +47,19 @@ class Context:
                 "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "1200",
                 "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
                 "PYTHONUNBUFFERED": "1",
+                # The operator-signature cache (composer/operator_cache.py) of this run
+                # only: the warm-up sync fills it, the `full_cold` case empties it first.
+                "FLEET_CACHE_DIR": str(self.cache_dir),
             }
         )
         self.env = env
         from bench.measure import spawner
 
         spawner()  # started now, while this process is small (see measure.Spawner)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.work / "fleet-cache"
 
     @property
     def logs(self) -> Path:

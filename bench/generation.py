@@ -1,7 +1,10 @@
 """Part 1: generating the fleet into a local folder.
 
 Cases, each a fresh process, interleaved per round:
-- full: `fleet sync` of N customers into an empty folder;
+- full: `fleet sync` of N customers into an empty folder (operator-signature cache warm,
+  as on every run after the first);
+- full_cold: the same with the operator-signature cache emptied first (the first run on
+  a machine, or after a package upgrade: Airflow and the providers are imported);
 - floor: a plain loop that compile()s and writes the same bytes (read from a packed
   copy of the reference output, so it does no generation work);
 - noop: `fleet sync` again onto a folder that already holds the fleet;
@@ -12,6 +15,7 @@ Cases, each a fresh process, interleaved per round:
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +128,12 @@ def run(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
             "full",
             lambda: ctx.sync_command(store, f"file://{full_dir}"),
             before=lambda: targetstate.reset(full_dir),
+            after=check_full,
+        ),
+        Case(
+            "full_cold",
+            lambda: ctx.sync_command(store, f"file://{full_dir}"),
+            before=lambda: (targetstate.reset(full_dir), shutil.rmtree(ctx.cache_dir, True)),
             after=check_full,
         ),
         Case(

@@ -1,7 +1,10 @@
 """One measurement = one fresh process, timed from outside; rounds of them, interleaved.
 
 Wall time runs from spawn to reap; CPU time and peak RSS come from the child's rusage
-(`os.wait4`), taken by a small spawner process (see `Spawner`). A probe may also print one `PROBE_RESULT {json}` line with in-process
+(`os.wait4`: CPU includes its reaped worker processes), taken by a small spawner
+process (see `Spawner`). Peak memory is the larger of the child's own peak and the
+peak of its whole process tree summed (sampled every 25 ms from /proc), so a sync that
+builds in worker processes is charged for all of them at once. A probe may also print one `PROBE_RESULT {json}` line with in-process
 figures. Every round runs every case once, in an order rotated by one each round, so
 slow drift of a shared machine lands on every case alike; ratios are taken between
 cases of the same round, then summarised (median, min, max).
@@ -29,7 +32,7 @@ class Sample:
     round: int  # -1: warm-up, discarded
     wall: float  # seconds, spawn to reap
     cpu: float  # seconds, user + system of the child
-    rss_mb: float  # peak resident set size of the child
+    rss_mb: float  # peak resident set size of the child, with its worker processes summed
     rc: int
     probe: dict[str, Any] = field(default_factory=dict)  # the child's own figures
     extra: dict[str, Any] = field(default_factory=dict)  # what the case's checks found
@@ -42,6 +45,26 @@ class MeasurementFailed(RuntimeError):
 
 SPAWNER_SOURCE = r"""
 import json, os, sys, time
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+def tree_rss_kib(root):
+    # The resident memory of root and every descendant alive now (from /proc/*/stat).
+    parent, rss = {}, {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as handle:
+                    fields = handle.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            parent[int(name)], rss[int(name)] = int(fields[1]), int(fields[21]) * PAGE_KIB
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(p for p, pp in parent.items() if pp == pid)
+    return total
+
 for line in sys.stdin:
     req = json.loads(line)
     out = os.open(req["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -58,7 +81,13 @@ for line in sys.stdin:
             os.execve(req["cmd"][0], req["cmd"], req["env"])
         finally:
             os._exit(127)
-    _, status, usage = os.wait4(pid, 0)
+    tree_peak = 0
+    while True:  # sample the process tree until the child is reaped
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            break
+        tree_peak = max(tree_peak, tree_rss_kib(pid))
+        time.sleep(0.025)
     wall = time.perf_counter() - started
     for fd in (out, err, null):
         os.close(fd)
@@ -66,6 +95,7 @@ for line in sys.stdin:
         "wall": wall,
         "cpu": usage.ru_utime + usage.ru_stime,
         "maxrss_kib": usage.ru_maxrss,
+        "tree_rss_kib": tree_peak,
         "rc": os.waitstatus_to_exitcode(status),
     }), flush=True)
 """
@@ -141,7 +171,7 @@ def run_process(
         round=0,
         wall=result["wall"],
         cpu=result["cpu"],
-        rss_mb=result["maxrss_kib"] / 1024,
+        rss_mb=max(result["maxrss_kib"], result.get("tree_rss_kib", 0)) / 1024,
         rc=result["rc"],
         probe=probe,
         stdout=stdout[-2000:],

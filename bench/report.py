@@ -155,6 +155,7 @@ class Report:
             s, n = g["samples"], g["n"]
             names = {
                 "full": "full sync (empty folder)",
+                "full_cold": "full sync, operator cache cold (first run)",
                 "floor": "floor: compile() + write the same bytes",
                 "noop": "no-op sync (nothing changed)",
                 "onboard": "onboarding sync (+1 customer)",
@@ -190,10 +191,13 @@ class Report:
             others = _same(x.extra.get("other_customers_touched") for x in onboard)
             full = [x for x in s if x.case == "full"]
             same = all(x.extra.get("same_bytes_as_reference") for x in full)
+            cpu = lambda x: x.cpu  # noqa: E731
             rows.append(
                 [
                     f"{n:,}",
                     _f(paired(s, "full", "floor")),
+                    _f(paired(s, "full", "floor", cpu)),
+                    _f(paired(s, "full_cold", "floor")),
                     _f(paired(s, "noop", "full")),
                     _f(paired(s, "onboard", "noop")),
                     _f(paired(s, "full", "imports", rss, diff), 0),
@@ -205,6 +209,9 @@ class Report:
             )
             g["_ratios"] = {
                 "full_floor": paired(s, "full", "floor"),
+                "full_floor_cpu": paired(s, "full", "floor", cpu),
+                "cold_floor": paired(s, "full_cold", "floor"),
+                "cold_rss_over_imports": paired(s, "full_cold", "imports", rss, diff),
                 "noop_full": paired(s, "noop", "full"),
                 "onboard_noop": paired(s, "onboard", "noop"),
                 "rss_over_imports": paired(s, "full", "imports", rss, diff),
@@ -215,6 +222,8 @@ class Report:
             [
                 "N",
                 "full ÷ floor (wall)",
+                "full ÷ floor (CPU, workers included)",
+                "cold-cache full ÷ floor (wall)",
                 "no-op ÷ full",
                 "onboarding ÷ no-op",
                 "full sync RSS - import floor, MB",
@@ -234,9 +243,10 @@ class Report:
         r = big["_ratios"]
         n = big["n"]
         if r["full_floor"]:
+            cold = f"; cold operator cache {r['cold_floor'].fmt()}x" if r["cold_floor"] else ""
             self.target(
                 f"full sync of {n:,} customers within 3x its floor",
-                f"{r['full_floor'].fmt()}x",
+                f"{r['full_floor'].fmt()}x wall (CPU {r['full_floor_cpu'].fmt()}x{cold})",
                 r["full_floor"].median <= 3,
             )
         if r["noop_full"]:
@@ -253,9 +263,14 @@ class Report:
                 r["onboard_noop"].median <= 1.2,
             )
         if r["rss_over_imports"]:
+            cold = (
+                f" (cold operator cache: {r['cold_rss_over_imports'].fmt(0)} MB)"
+                if r["cold_rss_over_imports"]
+                else ""
+            )
             self.target(
                 f"peak memory of a {n:,}-customer sync within 150 MB of the Airflow import floor",
-                f"+{r['rss_over_imports'].fmt(0)} MB",
+                f"{r['rss_over_imports'].fmt(0)} MB over it, worker processes summed{cold}",
                 r["rss_over_imports"].median <= 150,
             )
 

@@ -48,6 +48,7 @@ class FleetBuilder:
         settings: FleetSettings | None = None,
         operators: OperatorCatalog | None = None,
     ) -> None:
+        self.snapshot = snapshot  # what worker processes build from (composer/parallel.py)
         self.templates_dir = templates_dir
         self.settings = settings or load_settings(templates_dir)
         self.fleet = build_fleet(snapshot)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from composer.errors import ConfigError, SettingsError, StoreError, TargetError
+from composer.errors import BuildFailed, ConfigError, SettingsError, StoreError, TargetError
 
 DEFAULT_STORE = "sqlite:///fleet.db"
 DEFAULT_TARGET = "file://./build/dags"
@@ -23,6 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--templates", type=Path, default=None, help="templates folder (default ./templates)"
+    )
+    common.add_argument(
+        "--build-jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that build customers when many changed (default: one per core)",
     )
     parser = argparse.ArgumentParser(
         prog="fleet", description="Generate and publish the Airflow DAG fleet."
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (StoreError, TargetError) as exc:
+    except (StoreError, TargetError, BuildFailed) as exc:
         _say(f"error: {exc}")
         return EXIT_FAILURE
     except SettingsError as exc:
@@ -134,7 +141,12 @@ def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     force = getattr(args, "force_prune", False)
     fleet_plan = plan_fleet(
-        store_url, args.target, _templates(args), force_prune=force, create_store=create
+        store_url,
+        args.target,
+        _templates(args),
+        force_prune=force,
+        create_store=create,
+        build_jobs=args.build_jobs,
     )
     plan = fleet_plan.plan
     if args.command == "plan":
@@ -193,11 +205,14 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
                 sys.stdout.write(rendered.content.decode())
         _errors(errors)
         return EXIT_INVALID if errors else EXIT_OK
+    from composer.parallel import BuildRunner
+
     errors = list(builder.errors)
     files = 0
-    for build in builder.builds():
-        errors.extend(build.errors)
-        files += len(build.files)
+    with BuildRunner(builder, args.build_jobs) as runner:
+        for build in runner.builds(builder.customer_ids()):
+            errors.extend(build.errors)
+            files += len(build.files)
     _errors(errors)
     invalid = len({e.customer_id for e in errors})
     print(

@@ -61,5 +61,10 @@ class PruneRefused(TargetError):
     """The plan would delete too much of the fleet; applying needs --force-prune."""
 
 
+class BuildFailed(Exception):
+    """Building stopped for a reason no customer's config explains (a build worker died):
+    nothing was written."""
+
+
 class SettingsError(Exception):
     """templates/fleet.yaml or a template file is invalid: no customer can be generated."""

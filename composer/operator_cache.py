@@ -40,15 +40,20 @@ def cache_dir() -> Path | None:
 @cache
 def environment_key() -> str:
     """The interpreter and every installed distribution's name and version, cheaply:
-    a listing of sys.path, no metadata read and nothing imported."""
-    digest = hashlib.sha256(f"{FORMAT}|{sys.executable}|{sys.version}".encode())
+    a listing of sys.path, no metadata read and nothing imported. Folders without
+    distributions and the order of sys.path do not count (a build worker started
+    with PYTHONPATH sees the same packages through a longer path)."""
+    found: set[tuple[str, str]] = set()
     for entry in sys.path:
         try:
-            names = sorted(n for n in os.listdir(entry or ".") if n.endswith(".dist-info"))
+            names = [n for n in os.listdir(entry or ".") if n.endswith(".dist-info")]
         except OSError:
             continue
-        digest.update(f"\n{entry}:".encode())
-        digest.update("|".join(names).encode())
+        folder = os.path.realpath(entry or ".")
+        found.update((folder, name) for name in names)
+    digest = hashlib.sha256(f"{FORMAT}|{os.path.realpath(sys.executable)}|{sys.version}".encode())
+    for folder, name in sorted(found):
+        digest.update(f"\n{folder}/{name}".encode())
     return digest.hexdigest()[:16]
 
 

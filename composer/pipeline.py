@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import difflib
 import os
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from composer.build import FleetBuilder, compile_error
+from composer.build import FleetBuilder
 from composer.dagspec import RenderedFile
 from composer.errors import ConfigError, TargetError
+from composer.parallel import BuildRunner, PackedFile
 from composer.plan import MANIFEST, Desired, Manifest, Plan, make_plan
 from composer.publish import DEFAULT_JOBS, ApplyResult, Progress, apply_plan
 from composer.store import open_store
 from composer.targets import ObjectState, Target, open_target
 
 REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-# Rendered source kept (zlib-compressed, ~8x) between planning and applying; past it,
+# Rendered source kept (zlib-compressed, ~3x) between planning and applying; past it,
 # customers are rendered again.
 KEEP_BUDGET_BYTES = 48 * 1024 * 1024
 
@@ -48,26 +48,27 @@ class FleetPlan:
     errors: list[ConfigError] = field(default_factory=list)
     # Files that differ from the target, kept from planning while they fit the budget,
     # so applying does not compose those customers twice.
-    kept: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)  # (path, packed)
+    kept: dict[str, list[PackedFile]] = field(default_factory=dict)
+    runner: BuildRunner | None = None
+
+    def __post_init__(self) -> None:
+        if self.runner is None:
+            self.runner = BuildRunner(self.builder, jobs=1)
 
     @property
     def invalid_customers(self) -> list[str]:
         return sorted({e.customer_id for e in self.errors})
 
-    def render(self, customers: set[str]) -> Iterator[RenderedFile]:
-        """The customers' files, each compiled before it is handed out for publishing."""
-        rebuild = {c for c in customers if c not in self.kept}
-        for customer_id in sorted(customers - rebuild):
-            for path, packed in self.kept[customer_id]:
-                rendered = RenderedFile(path, customer_id, zlib.decompress(packed))
-                error = compile_error(rendered)
-                if error:
-                    self.errors.append(error)
-                    continue
-                yield rendered
-        for build in self.builder.builds(rebuild):
+    def render(self, customers: set[str]) -> Iterator[RenderedFile | PackedFile]:
+        """The customers' files, each compiled (once, when it was built) before it is
+        handed out for publishing. Contents stay compressed until a writer reads them."""
+        rebuild = sorted(c for c in customers if c not in self.kept)
+        for customer_id in sorted(customers - set(rebuild)):
+            yield from self.kept[customer_id]
+        for build in self.runner.builds(rebuild):
             self.errors.extend(build.errors)
             yield from build.files
+        self.runner.close()
 
     def diff(self) -> Iterator[str]:
         """Unified diffs of every file the plan adds, changes or removes."""
@@ -90,10 +91,13 @@ def plan_fleet(
     *,
     force_prune: bool = False,
     create_store: bool = False,
+    build_jobs: int | None = None,
 ) -> FleetPlan:
     """Read one snapshot and the target, build every customer, and plan.
 
-    Raises StoreError, TargetError or SettingsError before anything is written."""
+    `build_jobs`: processes that build changed customers (default: one per core; a
+    few customers are always built in-process). Raises StoreError, TargetError or
+    SettingsError before anything is written."""
     snapshot = open_store(store_url, create=create_store).read_snapshot()
     builder = FleetBuilder(snapshot, templates_dir)
     target = open_target(target_url)
@@ -104,14 +108,10 @@ def plan_fleet(
         raise TargetError(f"target {target_url}: unreadable {MANIFEST}: {exc}") from exc
     errors = list(builder.errors)
     desired: list[Desired] = []
-    kept: dict[str, list[tuple[str, bytes]]] = {}
     inputs: dict[str, str] = {}
-    budget = KEEP_BUDGET_BYTES
     owned_paths = manifest.paths_by_customer()
-    customer_ids = builder.customer_ids()
-    progress = Progress(len(customer_ids), "planning")
-    for customer_id in customer_ids:
-        progress.step()
+    digests: dict[str, str] = {}
+    for customer_id in builder.customer_ids():
         digest = builder.inputs_digest(customer_id)
         unchanged = manifest.unchanged_files(
             customer_id, digest, owned_paths.get(customer_id, []), objects
@@ -119,22 +119,30 @@ def plan_fleet(
         if unchanged is not None:  # same inputs, same files: nothing to build
             desired.extend(unchanged)
             inputs[customer_id] = digest
-            continue
-        build = builder.build(customer_id, compiled=False)
-        if not build.errors:
-            inputs[customer_id] = digest
-        errors.extend(build.errors)
-        desired.extend(Desired(f.path, f.customer_id, f.md5) for f in build.files)
-        differing = [f for f in build.files if (o := objects.get(f.path)) is None or o.md5 != f.md5]
-        if differing and budget > 0:
-            packed = [(f.path, zlib.compress(f.content, 1)) for f in differing]
-            kept[build.customer_id] = packed
-            budget -= sum(len(data) for _, data in packed)
+        else:
+            digests[customer_id] = digest
+    kept: dict[str, list[PackedFile]] = {}
+    budget = KEEP_BUDGET_BYTES
+    runner = BuildRunner(builder, build_jobs)
+    progress = Progress(len(digests), "building")
+    with runner:
+        for build in runner.builds(list(digests)):
+            progress.step()
+            if not build.errors:
+                inputs[build.customer_id] = digests[build.customer_id]
+            errors.extend(build.errors)
+            desired.extend(Desired(f.path, f.customer_id, f.md5) for f in build.files)
+            differing = [
+                f for f in build.files if (o := objects.get(f.path)) is None or o.md5 != f.md5
+            ]
+            if differing and budget > 0:
+                kept[build.customer_id] = differing
+                budget -= sum(len(f.packed) for f in differing)
     plan = make_plan(
         desired, objects, manifest, builder.invalid, force_prune=force_prune, inputs=inputs
     )
     errors.extend(plan.errors)
-    return FleetPlan(plan, builder, target, objects, manifest, errors, kept)
+    return FleetPlan(plan, builder, target, objects, manifest, errors, kept, runner)
 
 
 def apply_fleet(

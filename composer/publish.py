@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
+from typing import Protocol
 
-from composer.dagspec import RenderedFile
 from composer.errors import PruneRefused
 from composer.plan import AIRFLOWIGNORE, IGNORE_LINE, MANIFEST, Manifest, Plan, prune_limit
 from composer.targets import ObjectState, Target
 
 DEFAULT_JOBS = 16
+
+
+class FileToWrite(Protocol):
+    """A RenderedFile, or a file kept compressed until it is written (PackedFile)."""
+
+    path: str
+
+    @property
+    def content(self) -> bytes: ...
 
 
 @dataclass
@@ -55,7 +64,7 @@ def apply_plan(
     target: Target,
     objects: dict[str, ObjectState],
     manifest_before: Manifest,
-    render: Callable[[set[str]], Iterable[RenderedFile]],
+    render: Callable[[set[str]], Iterable[FileToWrite]],
     *,
     jobs: int = DEFAULT_JOBS,
     force_prune: bool = False,
@@ -89,11 +98,7 @@ def apply_plan(
         pending = set()
         for rendered in render(plan.customers_to_render()):
             if rendered.path in writes:
-                pending.add(
-                    pool.submit(
-                        target.write, rendered.path, rendered.content, objects.get(rendered.path)
-                    )
-                )
+                pending.add(pool.submit(_write, target, rendered, objects.get(rendered.path)))
                 if len(pending) >= jobs * 4:  # bounded: never the whole fleet in memory
                     pending = _drain(pending, progress, result, block_until=jobs * 2)
         _drain(pending, progress, result, block_until=0)
@@ -110,12 +115,18 @@ def apply_plan(
 
 def _drain(pending: set, progress: Progress, result: ApplyResult, block_until: int) -> set:
     while len(pending) > block_until:
-        done = next(as_completed(pending))
-        pending.discard(done)
-        done.result()  # re-raises the first TargetError
-        result.written += 1
-        progress.step()
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            future.result()  # re-raises the first TargetError
+            result.written += 1
+            progress.step()
     return pending
+
+
+def _write(target: Target, rendered: FileToWrite, state: ObjectState | None) -> ObjectState:
+    # `content` may decompress: done here, in the writer thread, since zlib releases the
+    # GIL and the main thread would wait for it back after every file.
+    return target.write(rendered.path, rendered.content, state)
 
 
 def _write_manifest(target: Target, manifest: Manifest, state: ObjectState | None) -> ObjectState:

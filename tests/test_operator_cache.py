@@ -78,7 +78,10 @@ def test_a_cached_signature_gives_the_same_answers_as_importing(tmp_path):
     expected = learned.unknown_arguments(BIGQUERY, args), learned.missing_arguments(BIGQUERY, set())
     reread = OperatorCatalog(facts=FactCache(tmp_path))
     assert reread.facts.get(f"operator:{BIGQUERY}") is not None
-    assert (reread.unknown_arguments(BIGQUERY, args), reread.missing_arguments(BIGQUERY, set())) == (
+    assert (
+        reread.unknown_arguments(BIGQUERY, args),
+        reread.missing_arguments(BIGQUERY, set()),
+    ) == (
         ["not_an_argument"],
         expected[1],
     )

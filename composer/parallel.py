@@ -1,0 +1,201 @@
+"""Building many customers on every core: composing, rendering and compiling is pure,
+CPU-bound work, one customer independent of the next.
+
+Workers are fresh interpreters, not forks (the Spanner client's gRPC threads do not
+survive a fork), and each makes its own FleetBuilder from the same snapshot, so a
+customer is built by exactly the code that builds it in-process. Files come back compiled and
+zlib-compressed, in customer order. Small batches (an onboarding, a few changed
+customers) are built in-process: starting workers would cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+
+from composer.build import FleetBuilder
+from composer.errors import BuildFailed, ConfigError
+from composer.operators import UnknownOperator
+from composer.templates import TemplateError
+
+log = logging.getLogger("dagfleet")
+
+CHUNK = 50  # customers per task sent to a worker
+MIN_PER_WORKER = 150  # fewer customers than this per worker: build in-process
+
+
+def default_jobs() -> int:
+    """$FLEET_BUILD_JOBS, else the cores this process may run on."""
+    configured = os.environ.get("FLEET_BUILD_JOBS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class PackedFile:
+    path: str
+    customer_id: str
+    md5: str
+    packed: bytes  # zlib-compressed content, already compiled once
+
+    @property
+    def content(self) -> bytes:
+        return zlib.decompress(self.packed)
+
+
+@dataclass
+class PackedBuild:
+    customer_id: str
+    files: list[PackedFile] = field(default_factory=list)
+    errors: list[ConfigError] = field(default_factory=list)
+
+
+def pack(builder: FleetBuilder, customer_id: str) -> PackedBuild:
+    build = builder.build(customer_id, compiled=True)
+    files = [
+        PackedFile(f.path, f.customer_id, f.md5, zlib.compress(f.content, 1)) for f in build.files
+    ]
+    return PackedBuild(customer_id, files, build.errors)
+
+
+class _Worker:
+    """One `python -m composer.build_worker` process, spoken to over a pipe pair: a
+    fresh interpreter that imports only composer (never the caller's __main__, as
+    multiprocessing's spawn would) and may be started from a daemonic process."""
+
+    def __init__(self) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "composer.build_worker", str(to_child_r), str(from_child_w)],
+                pass_fds=(to_child_r, from_child_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self.send = Connection(to_child_w, readable=False)
+        self.receive = Connection(from_child_r, writable=False)
+
+    def submit(self, customer_ids: list[str]) -> None:
+        try:
+            self.send.send(customer_ids)
+        except OSError as exc:
+            raise WorkerFailed(f"build worker exited ({self.process.poll()}): {exc}") from exc
+
+    def result(self) -> list[PackedBuild]:
+        try:
+            kind, payload = self.receive.recv()
+        except (EOFError, OSError) as exc:
+            raise WorkerFailed(f"build worker exited ({self.process.poll()}): {exc}") from exc
+        if kind == "error":
+            raise WorkerFailed(f"build worker failed: {payload}")
+        return payload
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.send.close()  # the worker exits at end of input
+        self.receive.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class WorkerFailed(BuildFailed):
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}; run again, or with --build-jobs 1 to build in one process")
+
+
+class BuildRunner:
+    """Builds customers for a FleetBuilder, in worker processes when there are many."""
+
+    def __init__(self, builder: FleetBuilder, jobs: int | None = None) -> None:
+        self.builder = builder
+        self.jobs = max(1, jobs if jobs is not None else default_jobs())
+        self._workers: list[_Worker] = []
+
+    def builds(self, customer_ids: list[str]) -> Iterator[PackedBuild]:
+        """Each customer's build, in the order given."""
+        workers = self._start(min(self.jobs, len(customer_ids) // MIN_PER_WORKER))
+        if not workers:
+            for cid in customer_ids:
+                yield self._record(pack(self.builder, cid))
+            return
+        chunks = [customer_ids[i : i + CHUNK] for i in range(0, len(customer_ids), CHUNK)]
+        sent = 0
+        for received in range(len(chunks)):
+            # Chunk i goes to worker i % n, which answers in order: two chunks ahead
+            # per worker keep every core busy without queueing the whole fleet.
+            while sent < len(chunks) and sent < received + 2 * len(workers):
+                workers[sent % len(workers)].submit(chunks[sent])
+                sent += 1
+            for build in workers[received % len(workers)].result():
+                yield self._record(build)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+        self._workers = []
+
+    def __enter__(self) -> BuildRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _record(self, build: PackedBuild) -> PackedBuild:
+        if build.errors:  # as FleetBuilder.build does in-process
+            self.builder.invalid.add(build.customer_id)
+        return build
+
+    def _start(self, count: int) -> list[_Worker]:
+        if count < 2 or self._workers:
+            return self._workers
+        self._warm_operator_cache()
+        try:
+            for _ in range(count):
+                self._workers.append(_Worker())
+            for worker in self._workers:  # all started first: they import in parallel
+                worker.send.send((self.builder.snapshot, self.builder.templates_dir))
+        except OSError as exc:
+            log.warning("building in one process: cannot start build workers (%s)", exc)
+            self.close()
+        return self._workers
+
+    def _warm_operator_cache(self) -> None:
+        """Check every operator and callback the templates name once here, so a cold
+        cache is filled by this process instead of every worker importing Airflow."""
+        composer = self.builder.composer
+        tasks = list(composer.settings.setup_tasks.values())
+        callables = set(composer.settings.imports)
+        for name in composer.templates.names():
+            try:
+                template = composer.templates.get(name)
+            except TemplateError:
+                continue
+            tasks.extend(template.tasks.values())
+            callables.update(template.imports)
+        operators = {t.get("operator") for t in tasks if isinstance(t, dict)}
+        for operator in sorted(o for o in operators if isinstance(o, str)):
+            with contextlib.suppress(UnknownOperator):  # reported per customer by composition
+                composer.operators.missing_arguments(operator, set())
+        for dotted in sorted(callables):
+            with contextlib.suppress(UnknownOperator):
+                composer.operators.check_callable(dotted)
