@@ -36,7 +36,7 @@ PHASES = (  # (label, file fragment, function name) as cProfile names them
     ("    substitute placeholders", "composition.py", "_substitute"),
     ("    check operator arguments", "composition.py", "_checked_args"),
     ("  render the Python source", "rendering/dagfile.py", "render_dag"),
-    ("compile() every file", "~", "<built-in method builtins.compile>"),
+    ("  compile() every file", "~", "<built-in method builtins.compile>"),
     ("make_plan", "plan.py", "make_plan"),
     ("apply_plan (main thread)", "publish.py", "apply_plan"),
     ("  files handed to the writers", "pipeline.py", "render"),
@@ -75,7 +75,7 @@ def main() -> None:
     for module in ("composer.callbacks", "airflow.sdk"):  # imports are not the question here
         __import__(module)
     if args.noop:
-        apply_fleet(plan_fleet(store, target, templates))
+        apply_fleet(plan_fleet(store, target, templates, build_jobs=1))
     else:  # import the operator modules up front too, so the profile shows the sync itself
         import yaml
 
@@ -86,13 +86,13 @@ def main() -> None:
                     import_object(task["operator"])
 
     def sync() -> None:
-        apply_fleet(plan_fleet(store, target, templates))
+        apply_fleet(plan_fleet(store, target, templates, build_jobs=1))
 
     what = "no-op" if args.noop else "full"
     if args.memory:
         tracemalloc.start(1)
         started = time.perf_counter()
-        fleet_plan = plan_fleet(store, target, templates)
+        fleet_plan = plan_fleet(store, target, templates, build_jobs=1)
         after_plan = tracemalloc.take_snapshot()
         held_plan, peak_plan = tracemalloc.get_traced_memory()
         apply_fleet(fleet_plan)

@@ -1,8 +1,8 @@
 """Build: the validated fleet turned into rendered files, one customer at a time.
 
-Customers are built on demand (and can be built again) so a sync never holds the
-whole fleet's source in memory: planning keeps only digests, applying re-renders
-the customers whose files change.
+Customers are built on demand, one at a time (and can be built again), so a sync never
+needs the whole fleet's source in memory; composer/parallel.py runs the same builds in
+worker processes when many customers changed.
 """
 
 from __future__ import annotations
@@ -91,22 +91,19 @@ class FleetBuilder:
             cid for cid, c in self.fleet.customers.items() if c.active and cid not in self.invalid
         )
 
-    def builds(
-        self, only: set[str] | None = None, *, compiled: bool = True
-    ) -> Iterator[CustomerBuild]:
+    def builds(self, only: set[str] | None = None) -> Iterator[CustomerBuild]:
         for cid in self.customer_ids():
             if only is None or cid in only:
-                yield self.build(cid, compiled=compiled)
+                yield self.build(cid)
 
-    def build(self, customer_id: str, *, compiled: bool = True) -> CustomerBuild:
-        """Compose and render one customer. `compiled` also compiles every file, as
-        publishing does; planning skips it (it compares digests only), so a file is
-        compiled once, right before it is written."""
+    def build(self, customer_id: str) -> CustomerBuild:
+        """Compose, render and compile one customer: a file that does not compile is
+        an error of its customer, found before anything is published."""
         customer = self.fleet.customers[customer_id]
         result = CustomerBuild(customer_id)
         specs, result.errors = self.composer.compose(customer)
         if customer.legacy_dag_file:
-            legacy = self._legacy(customer)
+            legacy = self.legacy_file(customer)
             if isinstance(legacy, ConfigError):
                 result.errors.append(legacy)
             else:
@@ -120,7 +117,7 @@ class FleetBuilder:
                 )
                 continue
             rendered = RenderedFile(spec.path, customer_id, source.encode())
-            error = compile_error(rendered) if compiled else None
+            error = compile_error(rendered)
             if error:
                 result.errors.append(error)
                 continue
@@ -137,7 +134,8 @@ class FleetBuilder:
             result.files = []
         return result
 
-    def _legacy(self, customer: Customer) -> RenderedFile | ConfigError:
+    def legacy_file(self, customer: Customer) -> RenderedFile | ConfigError:
+        """The customer's static file, once it is shown to compile and import."""
         name = customer.legacy_dag_file or ""
         path = self.templates_dir / "legacy" / name
         try:
@@ -241,7 +239,7 @@ def _environment_digest(templates_dir: Path) -> str:
 
 
 def compile_error(rendered: RenderedFile) -> ConfigError | None:
-    """Every generated file is compiled right before it is published."""
+    """Every generated file is compiled when it is built, before anything is published."""
     try:
         compile(rendered.content, rendered.path, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:

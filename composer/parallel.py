@@ -3,9 +3,9 @@ CPU-bound work, one customer independent of the next.
 
 Workers are fresh interpreters, not forks (the Spanner client's gRPC threads do not
 survive a fork), and each makes its own FleetBuilder from the same snapshot, so a
-customer is built by exactly the code that builds it in-process. Files come back compiled and
-zlib-compressed, in customer order. Small batches (an onboarding, a few changed
-customers) are built in-process: starting workers would cost more than it saves.
+customer is built by exactly the code that builds it in-process. Files come back
+compiled and zlib-compressed, in customer order. Small batches (an onboarding, a few
+changed customers) are built in-process: starting workers would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class PackedBuild:
 
 
 def pack(builder: FleetBuilder, customer_id: str) -> PackedBuild:
-    build = builder.build(customer_id, compiled=True)
+    build = builder.build(customer_id)
     files = [
         PackedFile(f.path, f.customer_id, f.md5, zlib.compress(f.content, 1)) for f in build.files
     ]
@@ -133,7 +133,7 @@ class BuildRunner:
 
     def builds(self, customer_ids: list[str]) -> Iterator[PackedBuild]:
         """Each customer's build, in the order given."""
-        workers = self._start(min(self.jobs, len(customer_ids) // MIN_PER_WORKER))
+        workers = self._start(min(self.jobs, len(customer_ids) // MIN_PER_WORKER), customer_ids)
         if not workers:
             for cid in customer_ids:
                 yield self._record(pack(self.builder, cid))
@@ -165,10 +165,10 @@ class BuildRunner:
             self.builder.invalid.add(build.customer_id)
         return build
 
-    def _start(self, count: int) -> list[_Worker]:
+    def _start(self, count: int, customer_ids: list[str]) -> list[_Worker]:
         if count < 2 or self._workers:
             return self._workers
-        self._warm_operator_cache()
+        self._warm_operator_cache(customer_ids)
         try:
             for _ in range(count):
                 self._workers.append(_Worker())
@@ -179,9 +179,9 @@ class BuildRunner:
             self.close()
         return self._workers
 
-    def _warm_operator_cache(self) -> None:
-        """Check every operator and callback the templates name once here, so a cold
-        cache is filled by this process instead of every worker importing Airflow."""
+    def _warm_operator_cache(self, customer_ids: list[str]) -> None:
+        """Check every operator, callback and legacy file once here, so a cold cache
+        is filled by this process instead of every worker importing Airflow."""
         composer = self.builder.composer
         tasks = list(composer.settings.setup_tasks.values())
         callables = set(composer.settings.imports)
@@ -199,3 +199,8 @@ class BuildRunner:
         for dotted in sorted(callables):
             with contextlib.suppress(UnknownOperator):
                 composer.operators.check_callable(dotted)
+        composer.operators.value_problems({"trigger_rule": "all_success"})
+        for cid in customer_ids:
+            customer = self.builder.fleet.customers[cid]
+            if customer.legacy_dag_file:
+                self.builder.legacy_file(customer)

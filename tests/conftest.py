@@ -12,6 +12,7 @@ os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
 os.environ["FLEET_CACHE_DIR"] = tempfile.mkdtemp(prefix="dagfleet-cache-")
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 
 from composer.demo import snapshot_from_yaml
 from composer.store import CustomerRow, IntegrationRow, Snapshot, open_store
+from tests.gcs_emulator import GcsEmulator
 from tests.spanner_emulator import EmulatorError, SpannerEmulator, find_emulator_binary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,6 +121,25 @@ def emulator(emulator_binary: Path) -> Iterator[SpannerEmulator]:
     with SpannerEmulator(emulator_binary) as running, pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPANNER_EMULATOR_HOST", running.host)
         yield running
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """One gcp-storage-emulator (in memory, 127.0.0.1) for the session."""
+    with GcsEmulator() as running:
+        yield running
+
+
+_bucket_names = itertools.count()
+
+
+@pytest.fixture
+def bucket(gcs_emulator: GcsEmulator, monkeypatch) -> str:
+    """A fresh bucket; the storage client of the code under test talks to the emulator."""
+    name = f"fleet-bucket-{next(_bucket_names)}"
+    gcs_emulator.create_bucket(name)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    return name
 
 
 @pytest.fixture

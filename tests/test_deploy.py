@@ -4,7 +4,6 @@ the meta-DAG and nothing of the package or the templates."""
 
 from __future__ import annotations
 
-import itertools
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 from composer.deploy import IGNORE_COMMENT, airflowignore, deploy
 from composer.errors import TargetError
 from tests.conftest import REPO, TEMPLATES
-from tests.gcs_emulator import GcsEmulator
 
 PACKAGE = REPO / "composer"
 # A DAG a customer named "composer" would get in the fleet's folder: never ignored.
@@ -24,7 +22,6 @@ from airflow.sdk import DAG
 with DAG("composer__main", schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
     pass
 """
-_names = itertools.count()
 
 
 @pytest.fixture
@@ -174,45 +171,33 @@ def test_without_the_ignore_lines_airflow_would_parse_the_legacy_template(tmp_pa
     assert "lincoln-unified__legacy" in dagbag(dags).dag_ids
 
 
-# -- a Composer bucket (GCS emulator) ---------------------------------------------------
+# -- a Composer bucket (GCS emulator) -----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    with GcsEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def bucket(emulator, monkeypatch) -> str:
-    name = f"composer-bucket-{next(_names)}"
-    emulator.create_bucket(name)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
-    return name
-
-
-def test_deploy_to_gcs_matches_a_local_deploy_and_is_idempotent(tmp_path, src, emulator, bucket):
-    emulator.put(bucket, "dags/.airflowignore", b"scratch/\n")
-    emulator.put(bucket, "dags/other_team.py", b"# another team's DAG\n")
+def test_deploy_to_gcs_matches_a_local_deploy_and_is_idempotent(
+    tmp_path, src, gcs_emulator, bucket
+):
+    gcs_emulator.put(bucket, "dags/.airflowignore", b"scratch/\n")
+    gcs_emulator.put(bucket, "dags/other_team.py", b"# another team's DAG\n")
     deploy(f"file://{tmp_path / 'local'}", **src)
     (tmp_path / "local" / ".airflowignore").write_bytes(
         b"scratch/\n" + (tmp_path / "local" / ".airflowignore").read_bytes()
     )
 
     deploy(f"gs://{bucket}/dags", **src)
-    before = emulator.objects(bucket, "dags/")
+    before = gcs_emulator.objects(bucket, "dags/")
     again = deploy(f"gs://{bucket}/dags", **src)
 
     in_bucket = {n.removeprefix("dags/"): data for n, (_, data) in before.items()}
     assert in_bucket.pop("other_team.py") == b"# another team's DAG\n"
     assert in_bucket == folder_files(tmp_path / "local")
     assert (again.uploaded, again.removed) == ([], [])
-    assert emulator.objects(bucket, "dags/") == before  # same generations
-    blob = emulator.client().bucket(bucket).get_blob("dags/composer/deploy.py")
+    assert gcs_emulator.objects(bucket, "dags/") == before  # same generations
+    blob = gcs_emulator.client().bucket(bucket).get_blob("dags/composer/deploy.py")
     assert blob.content_type == "text/x-python"
 
 
-def test_deploy_to_a_missing_bucket_fails_and_writes_nothing(emulator, bucket):
+def test_deploy_to_a_missing_bucket_fails_and_writes_nothing(gcs_emulator, bucket):
     with pytest.raises(TargetError, match="bucket no-such-bucket does not exist"):
         deploy("gs://no-such-bucket/dags")
-    assert [b.name for b in emulator.client().list_buckets()].count("no-such-bucket") == 0
+    assert [b.name for b in gcs_emulator.client().list_buckets()].count("no-such-bucket") == 0

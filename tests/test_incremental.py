@@ -22,9 +22,9 @@ def built(monkeypatch) -> list[str]:
     calls: list[str] = []
     real = FleetBuilder.build
 
-    def counting(self, customer_id: str, *, compiled: bool = True):
+    def counting(self, customer_id: str):
         calls.append(customer_id)
-        return real(self, customer_id, compiled=compiled)
+        return real(self, customer_id)
 
     monkeypatch.setattr(FleetBuilder, "build", counting)
     return calls

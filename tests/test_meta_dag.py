@@ -22,7 +22,6 @@ from composer.errors import StoreError
 from composer.pipeline import apply_fleet, plan_fleet
 from composer.store import Snapshot
 from tests.conftest import REPO, TEMPLATES, make_store, remove_customer, replace_customer
-from tests.gcs_emulator import GcsEmulator
 
 META_DAG = REPO / "dags" / "fleet_meta.py"
 AIRFLOW = Path(sys.executable).parent / "airflow"
@@ -192,12 +191,6 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    with GcsEmulator() as emu:
-        yield emu
-
-
 def dags_test(env: dict[str, str], **fleet_env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(AIRFLOW), "dags", "test", "fleet_meta"],
@@ -220,19 +213,19 @@ def task_states(env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, emulator, demo_store):
-    emulator.create_bucket("composer-env-bucket")
+def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, demo_store):
+    gcs_emulator.create_bucket("composer-env-bucket")
     run = dags_test(
         airflow_env,
         FLEET_STORE=demo_store,
         FLEET_TARGET="gs://composer-env-bucket/dags/fleet",
-        STORAGE_EMULATOR_HOST=emulator.url,
+        STORAGE_EMULATOR_HOST=gcs_emulator.url,
     )
     log = run.stdout + run.stderr
 
     assert run.returncode == 0, log[-5000:]
     assert task_states(airflow_env) == {"plan": "success", "apply": "success", "check": "success"}
-    published = emulator.objects("composer-env-bucket", "dags/fleet/")
+    published = gcs_emulator.objects("composer-env-bucket", "dags/fleet/")
     assert len([name for name in published if name.endswith(".py")]) == 26
     assert "dags/fleet/austin-isd/austin-isd__main.py" in published
     # the plan is readable in the task log, and the tasks ran the deployed package

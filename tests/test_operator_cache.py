@@ -148,3 +148,33 @@ def test_an_unwritable_cache_directory_only_costs_speed(tmp_path):
 def test_the_cache_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("FLEET_CACHE_DIR", "off")
     assert FactCache.default().path is None
+
+
+BUILD_EVERY_CUSTOMER = """
+    import json, sys
+    from pathlib import Path
+    from composer.build import FleetBuilder
+    from composer.demo import snapshot_from_yaml
+    builder = FleetBuilder(snapshot_from_yaml(Path("examples/demo_fleet.yaml")), Path("templates"))
+    builds = list(builder.builds())
+    print(json.dumps({
+        "files": sum(len(b.files) for b in builds),
+        "errors": [str(e) for b in builds for e in b.errors],
+        "airflow_imported": sorted(m for m in sys.modules if m.split(".")[0] == "airflow")[:5],
+    }))
+"""
+
+
+def test_what_the_parent_warms_is_all_a_build_worker_needs(tmp_path, monkeypatch, demo_snapshot):
+    """Before starting build workers the parent fills a cold cache, so the workers (fresh
+    interpreters) never import Airflow themselves: not for operators, callbacks,
+    trigger rules or the legacy file."""
+    from composer.build import FleetBuilder
+    from composer.parallel import BuildRunner
+
+    monkeypatch.setenv("FLEET_CACHE_DIR", str(tmp_path))
+    builder = FleetBuilder(demo_snapshot, REPO / "templates")
+    BuildRunner(builder)._warm_operator_cache(builder.customer_ids())
+    worker_like = _run(BUILD_EVERY_CUSTOMER, tmp_path)
+    assert worker_like["errors"] == [] and worker_like["files"] > 20
+    assert worker_like["airflow_imported"] == []

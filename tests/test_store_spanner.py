@@ -28,6 +28,7 @@ from composer.store import (
 )
 from composer.store.spanner import SpannerStore, plain_json
 from tests.spanner_emulator import SpannerEmulator
+from tests.test_store_spanner_mock import NESTED
 
 PROJECT = "test-project"
 EMULATOR_CONFIG = f"projects/{PROJECT}/instanceConfigs/emulator-config"
@@ -171,14 +172,7 @@ def test_init_schema_without_emulator_creation_names_terraform_and_creates_nothi
 def test_read_snapshot_reads_official_client_rows_with_json_as_plain_data(
     schema_db: str,
 ) -> None:
-    nested = {
-        "sis": {"base_url": "https://sis.example.org", "ports": [443, 8443]},
-        "weights": [0.5, -1.25, 1e-3, 0, 9007199254740991],
-        "label": "Écoles de Montréal — 学区 ✓",
-        "flags": {"on": True, "off": False, "unset": None},
-        "empty": {},
-        "none": [],
-    }
+    nested = NESTED  # the same values the mock-server tests read back
     store = SpannerStore(schema_db)
     database = _official_database(store.instance_id, store.database_id)
     with database.batch() as batch:

@@ -9,7 +9,6 @@ End-to-end cases run the real CLI with STORAGE_EMULATOR_HOST pointing at the emu
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import socket
 import threading
@@ -33,28 +32,12 @@ FOREIGN = {
     "data/x.csv": b"a,b\n1,2\n",
     "dags/fleet/unrelated/notes.txt": b"not written by dagfleet\n",
 }
-_names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with GcsEmulator() as emu:
-        yield emu
 
 
 @pytest.fixture
-def bucket(emulator, monkeypatch) -> str:
-    """A fresh bucket; the storage client of the code under test talks to the emulator."""
-    name = f"fleet-bucket-{next(_names)}"
-    emulator.create_bucket(name)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
-    return name
-
-
-@pytest.fixture
-def gate(emulator, bucket, monkeypatch):
+def gate(gcs_emulator, bucket, monkeypatch):
     """The precondition-enforcing proxy; the code under test talks to it."""
-    with GenerationGate(emulator.url) as proxy:
+    with GenerationGate(gcs_emulator.url) as proxy:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
         yield proxy
 
@@ -63,11 +46,11 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def fleet_objects(emulator: GcsEmulator, bucket: str) -> dict[str, tuple[int, bytes]]:
+def fleet_objects(gcs_emulator: GcsEmulator, bucket: str) -> dict[str, tuple[int, bytes]]:
     """The objects under the fleet prefix, by path relative to it."""
     return {
         name.removeprefix(f"{PREFIX}/"): state
-        for name, state in emulator.objects(bucket, f"{PREFIX}/").items()
+        for name, state in gcs_emulator.objects(bucket, f"{PREFIX}/").items()
     }
 
 
@@ -96,12 +79,12 @@ def test_composite_object_without_md5_never_matches_a_digest():
     assert md5_hex("XUFAKrxLKna5cZ2REBfFkg==", 1) == md5(b"hello")
 
 
-def test_listing_is_relative_to_the_prefix_and_reads_no_content(emulator, bucket, gate):
-    emulator.put(bucket, "dags/fleet/a/a__main.py", b"print('a')\n")
-    emulator.put(bucket, "dags/fleet/", b"")  # a console-made "folder"
-    emulator.put(bucket, "dags/fleetwood/b.py", b"outside the prefix\n")
-    emulator.put(bucket, "dags/other_team.py", b"outside the prefix\n")
-    generation = emulator.objects(bucket)["dags/fleet/a/a__main.py"][0]
+def test_listing_is_relative_to_the_prefix_and_reads_no_content(gcs_emulator, bucket, gate):
+    gcs_emulator.put(bucket, "dags/fleet/a/a__main.py", b"print('a')\n")
+    gcs_emulator.put(bucket, "dags/fleet/", b"")  # a console-made "folder"
+    gcs_emulator.put(bucket, "dags/fleetwood/b.py", b"outside the prefix\n")
+    gcs_emulator.put(bucket, "dags/other_team.py", b"outside the prefix\n")
+    generation = gcs_emulator.objects(bucket)["dags/fleet/a/a__main.py"][0]
 
     listed = open_target(f"gs://{bucket}/{PREFIX}").list_objects()
 
@@ -113,11 +96,11 @@ def test_listing_is_relative_to_the_prefix_and_reads_no_content(emulator, bucket
     assert "fields=items%28name%2Cmd5Hash%2Cgeneration%29%2CnextPageToken" in object_requests[0]
 
 
-def test_write_stores_python_as_text_and_returns_the_new_state(emulator, bucket):
+def test_write_stores_python_as_text_and_returns_the_new_state(gcs_emulator, bucket):
     target = GcsTarget(f"gs://{bucket}/{PREFIX}")
     state = target.write("a/a__main.py", b"x = 1\n", None)
 
-    blob = emulator.client().bucket(bucket).get_blob(f"{PREFIX}/a/a__main.py")
+    blob = gcs_emulator.client().bucket(bucket).get_blob(f"{PREFIX}/a/a__main.py")
     assert blob.content_type == "text/x-python"
     assert state.md5 == md5(b"x = 1\n")
     assert state == target.list_objects()["a/a__main.py"]
@@ -135,40 +118,40 @@ def test_paths_cannot_leave_the_prefix(bucket):
 # -- the precondition: ifGenerationMatch ---------------------------------------------------
 
 
-def test_new_file_is_written_only_if_absent(emulator, bucket, gate):
+def test_new_file_is_written_only_if_absent(gcs_emulator, bucket, gate):
     target = GcsTarget(f"gs://{bucket}/{PREFIX}")
-    emulator.put(bucket, f"{PREFIX}/a/a__main.py", b"written by another run\n")
+    gcs_emulator.put(bucket, f"{PREFIX}/a/a__main.py", b"written by another run\n")
 
     with pytest.raises(TargetError, match="another run changed it"):
         target.write("a/a__main.py", b"ours\n", None)  # the plan saw nothing there
 
     assert gate.calls[-1].if_generation_match == 0
-    assert emulator.objects(bucket)[f"{PREFIX}/a/a__main.py"][1] == b"written by another run\n"
+    assert gcs_emulator.objects(bucket)[f"{PREFIX}/a/a__main.py"][1] == b"written by another run\n"
 
 
-def test_changed_file_is_written_only_if_unchanged_since_listing(emulator, bucket, gate):
+def test_changed_file_is_written_only_if_unchanged_since_listing(gcs_emulator, bucket, gate):
     target = GcsTarget(f"gs://{bucket}/{PREFIX}")
     target.write("a/a__main.py", b"v1\n", None)
     listed = target.list_objects()["a/a__main.py"]
-    emulator.put(bucket, f"{PREFIX}/a/a__main.py", b"v2 by another run\n")
+    gcs_emulator.put(bucket, f"{PREFIX}/a/a__main.py", b"v2 by another run\n")
 
     with pytest.raises(TargetError, match="another run changed it since this run listed it"):
         target.write("a/a__main.py", b"v2 by us\n", listed)
 
     assert gate.calls[-1].if_generation_match == listed.generation
-    assert emulator.objects(bucket)[f"{PREFIX}/a/a__main.py"][1] == b"v2 by another run\n"
+    assert gcs_emulator.objects(bucket)[f"{PREFIX}/a/a__main.py"][1] == b"v2 by another run\n"
 
 
-def test_delete_removes_only_the_listed_generation(emulator, bucket, gate):
+def test_delete_removes_only_the_listed_generation(gcs_emulator, bucket, gate):
     target = GcsTarget(f"gs://{bucket}/{PREFIX}")
     listed = target.write("a/a__main.py", b"v1\n", None)
-    emulator.put(bucket, f"{PREFIX}/a/a__main.py", b"rewritten by another run\n")
+    gcs_emulator.put(bucket, f"{PREFIX}/a/a__main.py", b"rewritten by another run\n")
 
     with pytest.raises(TargetError, match=r"cannot delete a/a__main\.py: another run"):
         target.delete("a/a__main.py", listed)
 
     assert gate.calls[-1].if_generation_match == listed.generation
-    assert f"{PREFIX}/a/a__main.py" in emulator.objects(bucket)
+    assert f"{PREFIX}/a/a__main.py" in gcs_emulator.objects(bucket)
 
 
 def test_deleting_an_object_that_is_already_gone_is_fine(bucket, gate):
@@ -215,44 +198,44 @@ def test_every_write_and_delete_of_a_sync_carries_a_precondition(
 
 
 def test_two_runs_planned_together_cannot_both_publish(
-    tmp_path, demo_snapshot, emulator, bucket, gate
+    tmp_path, demo_snapshot, gcs_emulator, bucket, gate
 ):
     url = f"gs://{bucket}/{PREFIX}"
     renamed = replace_customer(demo_snapshot, "dallas-isd", name="Dallas ISD (renamed)")
     first = plan_fleet(make_store(tmp_path / "a.db", demo_snapshot), url, TEMPLATES)
     second = plan_fleet(make_store(tmp_path / "b.db", renamed), url, TEMPLATES)
     apply_fleet(first)
-    published = fleet_objects(emulator, bucket)
+    published = fleet_objects(gcs_emulator, bucket)
 
     # The first precondition to fail is the manifest's: the second run saw none.
     with pytest.raises(TargetError, match=r"cannot write .*another run changed it"):
         apply_fleet(second)
 
-    assert fleet_objects(emulator, bucket) == published  # the second run changed nothing
+    assert fleet_objects(gcs_emulator, bucket) == published  # the second run changed nothing
 
 
 def test_two_runs_planned_together_with_identical_files_leave_the_same_fleet(
-    tmp_path, demo_store, emulator, bucket, gate
+    tmp_path, demo_store, gcs_emulator, bucket, gate
 ):
     """The second run's first conditional write (its manifest) is refused: it stops
     with nothing changed, and the next run converges without writing anything."""
     url = f"gs://{bucket}/{PREFIX}"
     first, second = plan_fleet(demo_store, url, TEMPLATES), plan_fleet(demo_store, url, TEMPLATES)
     apply_fleet(first)
-    published = fleet_objects(emulator, bucket)
+    published = fleet_objects(gcs_emulator, bucket)
     with pytest.raises(TargetError, match=r"cannot write .*another run changed it"):
         apply_fleet(second)
-    assert fleet_objects(emulator, bucket) == published
+    assert fleet_objects(gcs_emulator, bucket) == published
     third = plan_fleet(demo_store, url, TEMPLATES)
     assert not third.plan.has_changes and not third.plan.manifest_changed
     assert apply_fleet(third).written == 0
-    assert fleet_objects(emulator, bucket) == published
+    assert fleet_objects(gcs_emulator, bucket) == published
 
 
 # -- failures: one line, fast, nothing written -------------------------------------------
 
 
-def test_missing_bucket_exits_3_and_writes_nothing(demo_store, emulator, bucket, fleet_cli):
+def test_missing_bucket_exits_3_and_writes_nothing(demo_store, gcs_emulator, bucket, fleet_cli):
     code, _, err = fleet_cli(
         "sync", "--store", demo_store, "--target", "gs://no-such-bucket/dags/fleet"
     )
@@ -260,7 +243,7 @@ def test_missing_bucket_exits_3_and_writes_nothing(demo_store, emulator, bucket,
     assert errors(err) == [
         "error: target gs://no-such-bucket/dags/fleet: bucket no-such-bucket does not exist (list objects)"
     ]
-    assert emulator.objects(bucket) == {}
+    assert gcs_emulator.objects(bucket) == {}
 
 
 def test_unreachable_endpoint_fails_at_once_with_one_line(demo_store, monkeypatch, fleet_cli):
@@ -300,7 +283,7 @@ def test_permission_denied_names_the_role(demo_store, bucket, gate, fleet_cli):
 
 
 def test_demo_fleet_is_published_under_customer_folders_as_locally(
-    tmp_path, demo_store, emulator, bucket, fleet_cli
+    tmp_path, demo_store, gcs_emulator, bucket, fleet_cli
 ):
     code, out, _ = fleet_cli("sync", "--store", demo_store, "--target", f"gs://{bucket}/{PREFIX}")
     assert code == 0, out
@@ -308,33 +291,33 @@ def test_demo_fleet_is_published_under_customer_folders_as_locally(
         fleet_cli("sync", "--store", demo_store, "--target", f"file://{tmp_path / 'local'}")[0] == 0
     )
 
-    published = {path: data for path, (_, data) in fleet_objects(emulator, bucket).items()}
+    published = {path: data for path, (_, data) in fleet_objects(gcs_emulator, bucket).items()}
     assert published == local_files(tmp_path / "local")  # same paths, same bytes
     assert "austin-isd/austin-isd__main.py" in published
     assert all(p.count("/") == 1 for p in published if p.endswith(".py"))  # <customer>/<file>
 
 
-def test_second_sync_rewrites_no_object(demo_store, emulator, bucket, fleet_cli):
+def test_second_sync_rewrites_no_object(demo_store, gcs_emulator, bucket, fleet_cli):
     url = f"gs://{bucket}/{PREFIX}"
     fleet_cli("sync", "--store", demo_store, "--target", url)
-    before = emulator.objects(bucket)
+    before = gcs_emulator.objects(bucket)
 
     code, out, _ = fleet_cli("sync", "--store", demo_store, "--target", url)
 
     assert code == 0
     assert "0 added, 0 changed, 0 removed, 26 unchanged" in out
-    assert emulator.objects(bucket) == before  # same generations: nothing rewritten
+    assert gcs_emulator.objects(bucket) == before  # same generations: nothing rewritten
 
 
 @pytest.mark.parametrize("how", ["rows removed", "set inactive"])
 def test_offboarding_deletes_exactly_that_customers_objects(
-    how, tmp_path, demo_snapshot, emulator, bucket, fleet_cli
+    how, tmp_path, demo_snapshot, gcs_emulator, bucket, fleet_cli
 ):
     url = f"gs://{bucket}/{PREFIX}"
     for name, data in FOREIGN.items():
-        emulator.put(bucket, name, data)
+        gcs_emulator.put(bucket, name, data)
     fleet_cli("sync", "--store", make_store(tmp_path / "before.db", demo_snapshot), "--target", url)
-    before = emulator.objects(bucket)
+    before = gcs_emulator.objects(bucket)
     if how == "rows removed":
         after = remove_customer(demo_snapshot, "dallas-isd")
     else:
@@ -345,7 +328,7 @@ def test_offboarding_deletes_exactly_that_customers_objects(
     )
 
     assert code == 0, out
-    now = emulator.objects(bucket)
+    now = gcs_emulator.objects(bucket)
     assert set(before) - set(now) == {
         f"{PREFIX}/dallas-isd/dallas-isd__main.py",
         f"{PREFIX}/dallas-isd/dallas-isd__staar.py",
@@ -356,10 +339,10 @@ def test_offboarding_deletes_exactly_that_customers_objects(
 
 
 def test_objects_the_fleet_did_not_write_survive_every_sync(
-    tmp_path, demo_snapshot, emulator, bucket, fleet_cli
+    tmp_path, demo_snapshot, gcs_emulator, bucket, fleet_cli
 ):
     url = f"gs://{bucket}/{PREFIX}"
-    foreign = {name: emulator.put(bucket, name, data) for name, data in FOREIGN.items()}
+    foreign = {name: gcs_emulator.put(bucket, name, data) for name, data in FOREIGN.items()}
     stores = [
         make_store(tmp_path / "1.db", demo_snapshot),
         make_store(tmp_path / "2.db", remove_customer(demo_snapshot, "dallas-isd")),
@@ -369,11 +352,11 @@ def test_objects_the_fleet_did_not_write_survive_every_sync(
         fleet_cli("sync", "--store", store, "--target", url)
     fleet_cli("sync", "--store", stores[2], "--target", url, "--force-prune")
 
-    now = emulator.objects(bucket)
+    now = gcs_emulator.objects(bucket)
     assert {name: now[name] for name in FOREIGN} == {
         name: (foreign[name], data) for name, data in FOREIGN.items()
     }
-    assert set(fleet_objects(emulator, bucket)) == {
+    assert set(fleet_objects(gcs_emulator, bucket)) == {
         ".airflowignore",
         MANIFEST,
         "unrelated/notes.txt",
@@ -381,11 +364,11 @@ def test_objects_the_fleet_did_not_write_survive_every_sync(
 
 
 def test_emptied_store_is_refused_and_nothing_is_deleted(
-    tmp_path, demo_store, emulator, bucket, fleet_cli
+    tmp_path, demo_store, gcs_emulator, bucket, fleet_cli
 ):
     url = f"gs://{bucket}/{PREFIX}"
     fleet_cli("sync", "--store", demo_store, "--target", url)
-    before = emulator.objects(bucket)
+    before = gcs_emulator.objects(bucket)
 
     code, _, err = fleet_cli(
         "sync", "--store", make_store(tmp_path / "empty.db", Snapshot((), ())), "--target", url
@@ -393,7 +376,7 @@ def test_emptied_store_is_refused_and_nothing_is_deleted(
 
     assert code == 3
     assert "refusing to remove 26 of 26 owned files" in err
-    assert emulator.objects(bucket) == before
+    assert gcs_emulator.objects(bucket) == before
 
 
 # -- parallel uploads -------------------------------------------------------------------
