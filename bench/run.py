@@ -209,10 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = plan.parts - set(PARTS)
     if unknown:
         ap.error(f"unknown part(s): {', '.join(sorted(unknown))}")
-    out = args.out or (
-        REPO / "bench" / "work" / "RESULTS.quick.md"
-        if args.quick
-        else REPO / "bench" / "RESULTS.md"
+    out = (
+        Path(args.out).resolve()
+        if args.out
+        else (
+            REPO / "bench" / "work" / "RESULTS.quick.md"
+            if args.quick
+            else REPO / "bench" / "RESULTS.md"
+        )
     )
     frozen = freeze.active()
     if frozen is None:  # measure a copy of the code, not the live tree: re-execute on it
@@ -224,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
         os.chdir(WORK)  # not the repo root, whose composer/ would come first on sys.path
-        os.execve(sys.executable, [sys.executable, "-m", "bench.run", *sys.argv[1:]], env)
+        # --out resolved here: the re-executed run starts in WORK, not in the caller's folder
+        argv = [sys.executable, "-m", "bench.run", *sys.argv[1:], "--out", str(out)]
+        os.execve(sys.executable, argv, env)
     ctx = Context()
     load_start = _load()
     code = os.environ.get(DESCRIPTION_ENV, str(frozen))
