@@ -257,3 +257,27 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
     expected = plan_fleet(valid_only, f"file://{tmp_path / 'empty'}", TEMPLATES).plan.added
     assert len(expected) == 24
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == expected
+
+
+@pytest.mark.slow
+def test_dags_test_builds_a_large_fleet_in_build_workers(airflow_env, tmp_path):
+    """Inside Airflow's task process the build workers start (no fallback to one
+    process) and publish what an in-process build plans."""
+    from bench.fleetgen import write_store
+
+    store = write_store(tmp_path / "fleet.db", 2 * 160)  # enough for two workers
+    target = tmp_path / "fleet"
+
+    run = dags_test(
+        airflow_env, FLEET_STORE=store, FLEET_TARGET=f"file://{target}", FLEET_BUILD_JOBS="2"
+    )
+    log = run.stdout + run.stderr
+
+    assert run.returncode == 0, log[-5000:]
+    assert "building 320 customers in 2 worker processes" in log
+    assert "building in one process" not in log
+    expected = plan_fleet(store, f"file://{tmp_path / 'empty'}", TEMPLATES, build_jobs=1)
+    assert len(expected.plan.added) == 960
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == sorted(
+        expected.plan.added
+    )
