@@ -123,19 +123,18 @@ def run(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
             "other_customers_touched": len(others),
         }
 
+    def full_sync(name: str, *, cold_cache: bool) -> Case:
+        def before() -> None:
+            targetstate.reset(full_dir)
+            if cold_cache:
+                shutil.rmtree(ctx.cache_dir, ignore_errors=True)
+
+        command = lambda: ctx.sync_command(store, f"file://{full_dir}")  # noqa: E731
+        return Case(name, command, before=before, after=check_full)
+
     cases = [
-        Case(
-            "full",
-            lambda: ctx.sync_command(store, f"file://{full_dir}"),
-            before=lambda: targetstate.reset(full_dir),
-            after=check_full,
-        ),
-        Case(
-            "full_cold",
-            lambda: ctx.sync_command(store, f"file://{full_dir}"),
-            before=lambda: (targetstate.reset(full_dir), shutil.rmtree(ctx.cache_dir, True)),
-            after=check_full,
-        ),
+        full_sync("full", cold_cache=False),
+        full_sync("full_cold", cold_cache=True),
         Case(
             "floor",
             lambda: probe_command("write", str(blob), str(floor_dir)),

@@ -53,8 +53,9 @@ class FleetBuilder:
         self.settings = settings or load_settings(templates_dir)
         self.fleet = build_fleet(snapshot)
         catalog = TemplateCatalog(templates_dir, frozenset(self.settings.params))
-        operators = operators or OperatorCatalog(self.settings.airflow_target)
-        self.facts: FactCache = getattr(operators, "facts", None) or FactCache(None)
+        # What importing taught earlier runs: operator signatures and checked legacy files.
+        self.facts = FactCache.default()
+        operators = operators or OperatorCatalog(self.settings.airflow_target, self.facts)
         self.composer = Composer(self.fleet, self.settings, catalog, operators)
         self.errors: list[ConfigError] = list(self.fleet.errors)
         self._check_dag_id_collisions()

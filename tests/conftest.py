@@ -13,6 +13,7 @@ os.environ["FLEET_CACHE_DIR"] = tempfile.mkdtemp(prefix="dagfleet-cache-")
 
 import dataclasses
 import itertools
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -84,6 +85,19 @@ def replace_integration(
             for i in snapshot.integrations
         ),
     )
+
+
+def assert_serves_on_loopback_then_releases_its_port(server) -> None:
+    """A test server (`running`, `host`, `port`, a context manager) binds 127.0.0.1 while
+    it runs and frees its port once stopped."""
+    with server:
+        assert server.running and server.host.startswith("127.0.0.1:")
+        port = server.port
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+    assert not server.running
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass
 
 
 def remove_customer(snapshot: Snapshot, customer_id: str) -> Snapshot:

@@ -27,6 +27,7 @@ from composer.store import (
     schema_statements,
 )
 from composer.store.spanner import SpannerStore, plain_json
+from tests.conftest import assert_serves_on_loopback_then_releases_its_port
 from tests.spanner_emulator import SpannerEmulator
 from tests.test_store_spanner_mock import NESTED
 
@@ -506,15 +507,4 @@ def test_error_messages_are_one_line_without_credentials() -> None:
 
 
 def test_emulator_helper_stops_what_it_starts(emulator_binary: Path) -> None:
-    import socket
-
-    emulator = SpannerEmulator(emulator_binary)
-    with emulator:
-        assert emulator.running
-        assert emulator.host.startswith("127.0.0.1:")
-        port = emulator.port
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            pass
-    assert not emulator.running
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        pass
+    assert_serves_on_loopback_then_releases_its_port(SpannerEmulator(emulator_binary))
