@@ -15,6 +15,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from composer.composition import cron_schedule, main_schedule
+from composer.plan import REPORT
 from composer.report.figures import (
     DEFAULT_ENVIRONMENT,
     DagTiming,
@@ -27,8 +28,6 @@ from composer.report.html import render
 
 if TYPE_CHECKING:
     from composer.pipeline import FleetPlan
-
-REPORT = "fleet-report.html"  # in the target, beside the manifest; in .airflowignore too
 
 
 def tomorrow_utc() -> dt.date:
