@@ -7,14 +7,17 @@ from __future__ import annotations
 import ast
 import datetime as dt
 from collections import Counter, defaultdict
+from dataclasses import replace
 from functools import cache
+from pathlib import Path
 
 import pytest
 
 from composer.report import facts, publish_report, report_html
 from composer.report.figures import SLOT_MINUTES, SLOTS, compute, start_minutes
-from composer.report.html import text
+from composer.report.html import render, text
 from composer.store import Snapshot
+from tests.browser import pixels, screenshot
 from tests.conftest import TEMPLATES, make_store, replace_customer
 
 MONDAY = dt.date(2026, 12, 7)  # the weekly state-assessment DAGs run on Mondays
@@ -230,3 +233,36 @@ def test_cli_writes_the_report_and_refuses_an_unknown_environment(fleet_cli, tmp
     code, _, err = fleet_cli("report", *common, "--environment", "eu", "--out", str(out))
     assert code == 2 and "--environment eu: this fleet has one environment" in err
     assert fleet_cli("report", *common, "--date", "tomorrow")[0] == 2
+
+
+def _bar_columns(png: Path) -> set[int]:
+    """Screen columns holding a pixel of exactly a series colour (bars, legend swatches)."""
+    from composer.report.html import PALETTE
+
+    colours = [bytes.fromhex(c[1:]) for c in PALETTE]
+    _, _, rows = pixels(png)
+    found: set[int] = set()
+    for row in rows:
+        for colour in colours:
+            at = row.find(colour)
+            while at >= 0:
+                if at % 3 == 0:
+                    found.add(at // 3)
+                at = row.find(colour, at + 1)
+    return found
+
+
+def test_the_chart_draws_in_headless_chromium(tmp_path, demo_plan):
+    fleet_plan, _, _ = demo_plan
+    page = tmp_path / "report.html"
+    page.write_text(report_html(fleet_plan, MONDAY))
+    shot = screenshot(page, tmp_path / "report.png", 1000, 520)
+    columns = _bar_columns(shot)
+    # hourly classroom starts put bars across the whole day, not just legend swatches
+    assert len(columns) > 100 and min(columns) < 150 and max(columns) > 850, sorted(columns)
+
+    # the same page for a fleet with no DAGs: axes and legend, no bars
+    no_dags = replace(facts(fleet_plan, MONDAY), timings=())
+    blank = tmp_path / "blank.html"
+    blank.write_text(render(compute(no_dags), source="file:///nowhere"))
+    assert len(_bar_columns(screenshot(blank, tmp_path / "blank.png", 1000, 520))) < 100
