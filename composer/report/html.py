@@ -168,10 +168,10 @@ def _nice_step(peak: int) -> int:
 
 def _chart_svg(chart: Chart, colours: dict[str, str]) -> str:
     width, height = 1100, 320
-    left, right, top, bottom = 52, 24, 30, 40
+    left, right, top, bottom = 52, 24, 44, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     step = _nice_step(chart.peak)
-    y_max = max(step, math.ceil(max(chart.peak, 1) * 1.12 / step) * step)  # room for badges
+    y_max = max(step, math.ceil(max(chart.peak, 1) / step) * step)
     slot_w = plot_w / SLOTS
 
     def y(value: float) -> float:
@@ -225,21 +225,35 @@ def _chart_svg(chart: Chart, colours: dict[str, str]) -> str:
             f"<g><title>{slot_label(index)} UTC: {chart.totals[index]} starts ({text(detail)})"
             f"</title>{''.join(rects)}</g>"
         )
-    placed: list[tuple[float, float]] = []
-    for rank, slot in enumerate(chart.busiest, 1):
-        cx = left + (slot.index + 0.5) * slot_w
-        cy = y(slot.starts) - 11
-        while any(abs(cx - px) < 17 and abs(cy - py) < 17 for px, py in placed):
-            cy -= 17  # neighbouring slots: stack the badges rather than hide one
-        placed.append((cx, cy))
-        parts.append(
-            f"<g><title>busiest #{rank}: {slot.label} UTC, {slot.starts} starts</title>"
-            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="8" fill="#1d2733"/>'
-            f'<text x="{cx:.1f}" y="{cy + 4:.1f}" text-anchor="middle" font-size="11" '
-            f'font-weight="600" fill="#ffffff">{rank}</text></g>'
-        )
+    parts.extend(_badges(chart, [left + (s.index + 0.5) * slot_w for s in chart.busiest], y))
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _badges(chart: Chart, centres: list[float], y) -> list[str]:
+    """The busiest slots' numbers in a strip above the plot, each over its bar with a
+    leader line; badges of neighbouring slots are pushed apart, never hidden."""
+    order = sorted(range(len(centres)), key=lambda i: centres[i])
+    xs: dict[int, float] = {}
+    previous = -math.inf
+    for i in order:
+        xs[i] = max(centres[i], previous + 19)
+        previous = xs[i]
+    overflow = max(xs.values(), default=0) - (1100 - 34)
+    if overflow > 0:  # pushed past the right edge: slide the run back
+        xs = {i: x - overflow for i, x in xs.items()}
+    parts = []
+    for i, slot in enumerate(chart.busiest):
+        bx, top = xs[i], y(slot.starts)
+        parts.append(
+            f"<g><title>busiest #{i + 1}: {slot.label} UTC, {slot.starts} starts</title>"
+            f'<line x1="{bx:.1f}" y1="22" x2="{centres[i]:.1f}" y2="{top - 2:.1f}" '
+            'stroke="#1d2733" stroke-width="0.8"/>'
+            f'<circle cx="{bx:.1f}" cy="14" r="8.5" fill="#1d2733"/>'
+            f'<text x="{bx:.1f}" y="18" text-anchor="middle" font-size="11" '
+            f'font-weight="600" fill="#ffffff">{i + 1}</text></g>'
+        )
+    return parts
 
 
 def _busiest(chart: Chart) -> str:
