@@ -58,8 +58,11 @@ tr.today td { font-weight: 600; }
 @media print {
   body { padding: 0; max-width: none; font-size: 11px; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-  h2 { break-after: avoid; }
-  section, table, .chart { break-inside: avoid; }
+  h2 { break-after: avoid; margin-top: 14px; }
+  h3 { break-after: avoid; }
+  .chart, tr, .cards { break-inside: avoid; }
+  .card { padding: 4px 10px; } .card b { font-size: 18px; }
+  .cols { grid-template-columns: 1fr 1fr; }
   tbody tr:nth-child(even) { background: none; }
 }
 """
