@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from composer.report import facts, publish_report, report_html
-from composer.report.figures import SLOT_MINUTES, SLOTS, compute, start_minutes
+from composer.report.figures import SLOT_MINUTES, SLOTS, compute
 from composer.report.html import render, text
+from composer.report.starts import start_minutes
 from composer.store import Snapshot
 from tests.browser import pixels, screenshot
 from tests.conftest import TEMPLATES, make_store, replace_customer
