@@ -267,3 +267,31 @@ def test_the_chart_draws_in_headless_chromium(tmp_path, demo_plan):
     blank = tmp_path / "blank.html"
     blank.write_text(render(compute(no_dags), source="file:///nowhere"))
     assert len(_bar_columns(screenshot(blank, tmp_path / "blank.png", 1000, 520))) < 100
+
+
+def test_on_gcs_the_report_is_html_beside_the_manifest(gcs_emulator, bucket, demo_store):
+    from composer.pipeline import apply_fleet, plan_fleet
+
+    target = f"gs://{bucket}/dags/fleet"
+    fleet_plan = plan_fleet(demo_store, target, TEMPLATES)
+    apply_fleet(fleet_plan)
+    assert publish_report(fleet_plan, MONDAY).startswith("report written")
+    blob = gcs_emulator.client().bucket(bucket).get_blob("dags/fleet/fleet-report.html")
+    assert blob.content_type == "text/html"
+    again = plan_fleet(demo_store, target, TEMPLATES)
+    assert publish_report(again, MONDAY) == "report unchanged: fleet-report.html"
+    assert publish_report(again, MONDAY + dt.timedelta(days=1)).startswith("report written")
+
+
+def test_cli_exits_1_with_invalid_customers_and_still_writes_the_report(
+    fleet_cli, tmp_path, demo_snapshot
+):
+    broken = replace_customer(demo_snapshot, "dallas-isd", timezone="Mars/Olympus")
+    out = tmp_path / "r.html"
+    code, _, err = fleet_cli(
+        "report",
+        *("--store", make_store(tmp_path / "f.db", broken), "--target", f"file://{tmp_path}/d"),
+        *("--out", str(out)),
+    )
+    assert code == 1 and "error: customer dallas-isd, field timezone" in err
+    assert "Invalid customers (1)" in out.read_text()
