@@ -61,6 +61,9 @@ def facts(fleet_plan: FleetPlan, day: dt.date) -> FleetFacts:
         for dag_id, integration_id in builder.composer.dag_ids(customer):
             if integration_id is None:
                 schedule, variant, templates = main_schedule(customer, settings), "main", main
+            elif integration_id not in integrations:  # a DAG with no cron of its own
+                uncharted.append((customer_id, f"{dag_id}: not scheduled by a cron"))
+                continue
             else:
                 integration = integrations[integration_id]
                 schedule = cron_schedule(customer, integration, settings)
