@@ -8,15 +8,23 @@ the param that holds it, once, and never hangs.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from composer.errors import invalid
+from composer.errors import ConfigError, invalid, one_line
 from composer.model import Customer, Integration
 from composer.settings import FleetSettings
-from composer.substitution import ParamCycle, ParamResolver, ParamTooDeep, UnknownPlaceholder
-from composer.templates import BUILTINS, Template
+from composer.substitution import (
+    ParamCycle,
+    ParamResolver,
+    ParamTooDeep,
+    UnknownPlaceholder,
+    placeholders,
+)
+from composer.templates import BUILTINS, Template, TemplateError
 
 # `passw(or)?d` anywhere (db_password, password_plain, PASSWD); a bare `pass` or `pwd`
 # only as a whole word, so `passthrough`, `bypass_cache` and `compass` are not flagged.
@@ -145,3 +153,119 @@ def _resolve_all(
             ) from None
         except ParamTooDeep as exc:
             raise invalid(customer.customer_id, owner, f"params.{name}", str(exc)) from None
+
+
+# -- params nothing uses ------------------------------------------------------------------
+
+
+def template_uses(template: Template) -> set[str]:
+    """Every param a template declares or references anywhere it substitutes."""
+    used = set(template.params)
+    for value in (
+        [spec.default for spec in template.params.values()],
+        template.default_args,
+        template.tasks,
+        template.main,
+        template.cron,
+        template.description,
+    ):
+        used |= placeholders(value)
+    return used
+
+
+def _closure(seed: Iterable[str], layers: list[Mapping[str, Any]]) -> set[str]:
+    """The seed plus every param a used param's value references, in any layer."""
+    used = set(seed)
+    todo = list(used)
+    while todo:
+        name = todo.pop()
+        for layer in layers:
+            if name in layer:
+                new = placeholders(layer[name]) - used
+                used |= new
+                todo.extend(new)
+    return used
+
+
+def _suggest(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known - BUILTINS), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _checked_by_others(name: str, value: Any) -> bool:
+    """Built-ins and credentials (at any depth) have their own, more useful error."""
+    return (
+        name in BUILTINS
+        or looks_like_credential(name)
+        or any(looks_like_credential(key) for _path, key, _value in walk(value, ""))
+    )
+
+
+def unknown_params(
+    settings: FleetSettings,
+    customer: Customer,
+    template: Callable[[str], Template],
+    is_parent: bool,
+) -> list[ConfigError]:
+    """Params that nothing uses: a typo (`grades_tabel`) must never fall back silently
+    to the default. An integration param is used when its template declares or
+    references it or its task_overrides do; a customer param when the fleet settings,
+    one of the customer's templates (disabled integrations' and, for a parent, the
+    roll-up's too) or one of its overrides does, directly or through another param.
+    A template that does not load is reported by composition; its params are not judged."""
+    errors: list[ConfigError] = []
+    loaded: dict[str, Template] = {}
+    names = [i.template for i in customer.integrations] + list(customer.disabled_templates)
+    if is_parent and settings.rollup_template:
+        names.append(settings.rollup_template)
+    for name in names:
+        with contextlib.suppress(TemplateError):
+            loaded[name] = template(name)
+    # A disabled integration's template may be gone (why it was disabled): it judges nothing.
+    needed = set(names) - set(customer.disabled_templates) | {
+        i.template for i in customer.integrations
+    }
+    for integration in customer.integrations:
+        found = loaded.get(integration.template)
+        if found is None:
+            continue
+        layers = [settings.params, _defaults(found), customer.params, integration.params]
+        known = _closure(template_uses(found) | placeholders(integration.task_overrides), layers)
+        for name, value in integration.params.items():
+            if name not in known and not _checked_by_others(name, value):
+                errors.append(
+                    ConfigError(
+                        customer.customer_id,
+                        integration.integration_id,
+                        one_line(f"params.{name}"),
+                        f"is not a param of template {found.name!r} and its task_overrides "
+                        f"do not use it{one_line(_suggest(name, known))}",
+                    )
+                )
+    if customer.params and needed <= set(loaded):
+        seed = set(settings.params) | placeholders([settings.setup_tasks, settings.default_args])
+        layers = [settings.params, customer.params]
+        for found in loaded.values():
+            seed |= template_uses(found)
+            layers.append(_defaults(found))
+        for integration in customer.integrations:
+            seed |= placeholders(integration.task_overrides)
+            layers.append(integration.params)
+        known = _closure(seed, layers)
+        users = ", ".join(sorted(loaded)) or "none"
+        for name, value in customer.params.items():
+            if name not in known and not _checked_by_others(name, value):
+                errors.append(
+                    ConfigError(
+                        customer.customer_id,
+                        None,
+                        one_line(f"params.{name}"),
+                        f"is used by none of this customer's templates ({users}), "
+                        f"task_overrides or the fleet settings{one_line(_suggest(name, known))}",
+                    )
+                )
+    return errors
+
+
+def _defaults(template: Template) -> dict[str, Any]:
+    return {name: spec.default for name, spec in template.params.items()}
