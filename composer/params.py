@@ -158,28 +158,104 @@ def _resolve_all(
 # -- params nothing uses ------------------------------------------------------------------
 
 
-def template_uses(template: Template) -> set[str]:
+# Walking a template's strings costs ~1 ms; every customer meets the same few template
+# and settings objects, so what they reference is kept per object (the entry keeps the
+# object alive, so its id cannot be reused while cached).
+_CACHE: dict[tuple[tuple[int, ...], str], tuple[tuple[object, ...], Any]] = {}
+
+
+def _cached(owners: object | tuple[object, ...], what: str, compute: Callable[[], Any]) -> Any:
+    objects = owners if isinstance(owners, tuple) else (owners,)
+    key = (tuple(id(o) for o in objects), what)
+    hit = _CACHE.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], objects, strict=True)):
+        return hit[1]
+    if len(_CACHE) > 1024:
+        _CACHE.clear()
+    value = compute()
+    _CACHE[key] = (objects, value)
+    return value
+
+
+def _refs(layer: Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    return {name: frozenset(placeholders(value)) for name, value in layer.items()}
+
+
+def template_uses(template: Template) -> frozenset[str]:
     """Every param a template declares or references anywhere it substitutes."""
-    used = set(template.params)
-    for value in (
-        [spec.default for spec in template.params.values()],
-        template.default_args,
-        template.tasks,
-        template.main,
-        template.cron,
-        template.description,
-    ):
-        used |= placeholders(value)
-    return used
+
+    def compute() -> frozenset[str]:
+        used = set(template.params)
+        for value in (
+            [spec.default for spec in template.params.values()],
+            template.default_args,
+            template.tasks,
+            template.main,
+            template.cron,
+            template.description,
+        ):
+            used |= placeholders(value)
+        return frozenset(used)
+
+    return _cached(template, "uses", compute)
 
 
-def _closure(seed: Iterable[str], layers: list[Mapping[str, Any]]) -> set[str]:
-    """The seed plus every param a used param's value references, in any layer."""
-    used = set(seed)
-    todo = list(used)
+def _template_refs(template: Template) -> dict[str, frozenset[str]]:
+    """What each of the template's param defaults references."""
+    return _cached(
+        template,
+        "refs",
+        lambda: _refs({name: spec.default for name, spec in template.params.items()}),
+    )
+
+
+def _fleet_uses(settings: FleetSettings) -> frozenset[str]:
+    """The fleet params, and what setup tasks and fleet default_args reference."""
+    return _cached(
+        settings,
+        "uses",
+        lambda: frozenset(
+            set(settings.params) | placeholders([settings.setup_tasks, settings.default_args])
+        ),
+    )
+
+
+def _fleet_refs(settings: FleetSettings) -> dict[str, frozenset[str]]:
+    return _cached(settings, "refs", lambda: _refs(settings.params))
+
+
+def _template_known(
+    settings: FleetSettings, template: Template, static: list[Mapping[str, frozenset[str]]]
+) -> frozenset[str]:
+    """What a template uses, closed over the fleet's and its own param defaults."""
+    return _cached(
+        (settings, template),
+        "known",
+        lambda: frozenset(_closure(template_uses(template), static, [])),
+    )
+
+
+def _closure(
+    seed: Iterable[str],
+    static: list[Mapping[str, frozenset[str]]],
+    rows: list[Mapping[str, Any]],
+    base: frozenset[str] = frozenset(),
+) -> set[str]:
+    """The seed plus every param a used param's value references, in any layer:
+    `static` (fleet and template defaults, precomputed) or `rows` (the store's params).
+    `base` is already closed over `static`: only its names the rows set are walked."""
+    used = set(base) | set(seed)
+    todo = [n for n in used if n not in base]
+    todo += [n for layer in rows for n in layer if n in base]
     while todo:
         name = todo.pop()
-        for layer in layers:
+        for refs in static:
+            found = refs.get(name)
+            if found and not found <= used:
+                new = found - used
+                used |= new
+                todo.extend(new)
+        for layer in rows:
             if name in layer:
                 new = placeholders(layer[name]) - used
                 used |= new
@@ -229,8 +305,14 @@ def unknown_params(
         found = loaded.get(integration.template)
         if found is None:
             continue
-        layers = [settings.params, _defaults(found), customer.params, integration.params]
-        known = _closure(template_uses(found) | placeholders(integration.task_overrides), layers)
+        static = [_fleet_refs(settings), _template_refs(found)]
+        base = _template_known(settings, found, static)
+        known = _closure(
+            placeholders(integration.task_overrides),
+            static,
+            [customer.params, integration.params],
+            base,
+        )
         for name, value in integration.params.items():
             if name not in known and not _checked_by_others(name, value):
                 errors.append(
@@ -243,15 +325,20 @@ def unknown_params(
                     )
                 )
     if customer.params and needed <= set(loaded):
-        seed = set(settings.params) | placeholders([settings.setup_tasks, settings.default_args])
-        layers = [settings.params, customer.params]
-        for found in loaded.values():
-            seed |= template_uses(found)
-            layers.append(_defaults(found))
+        templates = tuple(loaded[name] for name in sorted(loaded))
+        static = [_fleet_refs(settings), *(_template_refs(t) for t in templates)]
+
+        def fleet_and_templates() -> frozenset[str]:
+            seed = set(_fleet_uses(settings)).union(*(template_uses(t) for t in templates))
+            return frozenset(_closure(seed, static, []))
+
+        base = _cached((settings, *templates), "known", fleet_and_templates)
+        overrides: set[str] = set()
+        rows = [customer.params]
         for integration in customer.integrations:
-            seed |= placeholders(integration.task_overrides)
-            layers.append(integration.params)
-        known = _closure(seed, layers)
+            overrides |= placeholders(integration.task_overrides)
+            rows.append(integration.params)
+        known = _closure(overrides, static, rows, base)
         users = ", ".join(sorted(loaded)) or "none"
         for name, value in customer.params.items():
             if name not in known and not _checked_by_others(name, value):
@@ -265,7 +352,3 @@ def unknown_params(
                     )
                 )
     return errors
-
-
-def _defaults(template: Template) -> dict[str, Any]:
-    return {name: spec.default for name, spec in template.params.items()}
