@@ -251,3 +251,58 @@ def test_integration_rows_left_by_deleting_a_customer_row_are_ignored_and_its_fi
     code, out, err = fleet_cli(*args)
     assert (code, err.splitlines()) == (0, [warning])
     assert "0 added, 0 changed, 0 removed" in out
+    code, out, err = fleet_cli("validate", "--store", store, "--templates", str(baseline.templates))
+    assert (code, err.splitlines()) == (0, [warning])
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("params_bytes: 65536", "params_bytes: 0", "limits.params_bytes must be a positive"),
+        ("params_bytes: 65536", "params_byte: 65536", "limits: unknown key params_byte"),
+    ],
+    ids=["not-positive", "misspelled"],
+)
+def test_a_broken_size_cap_in_fleet_yaml_is_one_settings_error(
+    old, new, message, tmp_path, fleet_cli, baseline
+):
+    templates = tmp_path / "templates"
+    shutil.copytree(baseline.templates, templates)
+    edit_template("fleet.yaml", old, new)(templates)
+    store = make_store(tmp_path / "fleet.db", baseline.snapshot)
+    code, _out, err = fleet_cli("validate", "--store", store, "--templates", str(templates))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {templates}/fleet.yaml: ") and message in lines[0]
+
+
+def test_json_decoded_by_the_store_is_capped_like_json_text() -> None:
+    """Spanner hands JSON columns over decoded: the cap measures their compact encoding."""
+    from composer.model import Limits, build_fleet
+    from composer.store import CustomerRow
+
+    row = CustomerRow("big-isd", "Big", "America/Chicago", True, params={"note": "x" * 2_000})
+    fleet = build_fleet(Snapshot((row,), ()), Limits(params_bytes=1_000))
+    assert [(e.field, e.message) for e in fleet.errors] == [
+        ("params", "is 2,011 bytes, over the 1,000-byte cap (limits.params_bytes in fleet.yaml)")
+    ]
+    assert build_fleet(Snapshot((row,), ()), Limits(params_bytes=3_000)).errors == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "UTC",
+        "America/Chicago",
+        "America/Phoenix",
+        "America/Indiana/Indianapolis",
+        "Pacific/Honolulu",
+        "Europe/Kyiv",
+        "Asia/Kolkata",
+    ],
+)
+def test_canonical_zones_are_accepted(name: str) -> None:
+    from composer.model import valid_timezone
+
+    assert valid_timezone(name)
