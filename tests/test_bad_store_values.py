@@ -18,7 +18,7 @@ import pytest
 
 from composer.plan import MANIFEST
 from composer.store import IntegrationRow, Snapshot
-from tests.conftest import add_customer, make_store
+from tests.conftest import TEMPLATES, add_customer, make_store
 from tests.test_bad_input import (
     BAD,
     BAD_FILES,
@@ -155,6 +155,15 @@ CASES: dict[str, Case] = {
             ),
         ),
         edit_templates=edit_template("fleet.yaml", "params_bytes: 65536", "params_bytes: 2000000"),
+    ),
+    "legacy_file_over_the_cap": Case(
+        customer(legacy_dag_file="huge_legacy.py"),
+        (E(BAD, None, "legacy_dag_file", f"{BAD}/huge_legacy.py is 1,2"),),
+        edit_templates=lambda templates: (templates / "legacy" / "huge_legacy.py").write_text(
+            (TEMPLATES / "legacy" / "lincoln_unified_legacy.py").read_text()
+            + "#" * 1_200_000
+            + "\n"
+        ),
     ),
 }
 
