@@ -23,7 +23,7 @@ from pathlib import Path
 from composer.composition import Composer
 from composer.dagspec import RenderedFile
 from composer.errors import ConfigError
-from composer.model import Customer, Integration, build_fleet
+from composer.model import Customer, Integration, build_fleet, too_big
 from composer.operator_cache import FactCache
 from composer.operators import OperatorCatalog
 from composer.rendering import render_dag
@@ -51,7 +51,7 @@ class FleetBuilder:
         self.snapshot = snapshot  # what worker processes build from (composer/parallel.py)
         self.templates_dir = templates_dir
         self.settings = settings or load_settings(templates_dir)
-        self.fleet = build_fleet(snapshot)
+        self.fleet = build_fleet(snapshot, self.settings.limits)
         catalog = TemplateCatalog(templates_dir, frozenset(self.settings.params))
         # What importing taught earlier runs: operator signatures and checked legacy files.
         self.facts = FactCache.default()
@@ -67,8 +67,10 @@ class FleetBuilder:
         against. Equal digests mean equal files, so an unchanged customer is not rebuilt."""
         customer = self.fleet.customers[customer_id]
         descendants = self.fleet.active_descendants(customer_id)
-        templates = {i.template for i in customer.integrations}
-        if descendants and self.settings.rollup_template and not customer.legacy_dag_file:
+        # Disabled integrations' templates and a parent's roll-up template decide which
+        # customer params are used (composer/params.py), so they are inputs too.
+        templates = {i.template for i in customer.integrations} | set(customer.disabled_templates)
+        if self.fleet.children.get(customer_id) and self.settings.rollup_template:
             templates.add(self.settings.rollup_template)
         digest = hashlib.sha256(_environment_digest(self.templates_dir).encode())
         row = json.dumps(_plain(customer), sort_keys=True, default=repr)
@@ -118,7 +120,7 @@ class FleetBuilder:
                 )
                 continue
             rendered = RenderedFile(spec.path, customer_id, source.encode())
-            error = compile_error(rendered)
+            error = self._size_error(rendered) or compile_error(rendered)
             if error:
                 result.errors.append(error)
                 continue
@@ -151,6 +153,9 @@ class FleetBuilder:
                 customer.customer_id, None, "legacy_dag_file", f"{name}:{exc.lineno}: {exc.msg}"
             )
         rendered = RenderedFile(f"{customer.customer_id}/{name}", customer.customer_id, content)
+        too_large = self._size_error(rendered, "legacy_dag_file")
+        if too_large:
+            return too_large
         # The checks below import what the file imports (Airflow, providers): once per
         # content and environment, like the operator signatures.
         checked = f"legacy:{self.settings.airflow_target}:{hashlib.sha256(content).hexdigest()}"
@@ -169,6 +174,14 @@ class FleetBuilder:
             return ConfigError(customer.customer_id, None, "legacy_dag_file", f"{name}: {problem}")
         self.facts.put(checked, True, [str(path)])
         return rendered
+
+    def _size_error(self, rendered: RenderedFile, field: str = "dag_file") -> ConfigError | None:
+        """A file over the cap is refused before it is compiled or published."""
+        cap = self.settings.limits.dag_file_bytes
+        problem = too_big(len(rendered.content), cap, "dag_file_bytes")
+        if problem is None:
+            return None
+        return ConfigError(rendered.customer_id, None, field, f"{rendered.path} {problem}")
 
     def _check_dag_id_collisions(self) -> None:
         """Refuse every customer involved: onboarding one must never take over another's DAG."""

@@ -116,6 +116,11 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        _say(f"warning: {warning}")
+
+
 def _errors(errors: list[ConfigError]) -> None:
     for error in errors:
         _say(f"error: {error}")
@@ -185,6 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         build_jobs=args.build_jobs,
     )
     plan = fleet_plan.plan
+    _warnings(fleet_plan.builder.fleet.warnings)
     if args.command == "report":
         return _report(args, fleet_plan)
     if args.command == "plan":
@@ -262,6 +268,7 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
     from composer.parallel import BuildRunner
 
     errors = list(builder.errors)
+    _warnings(builder.fleet.warnings)
     files = 0
     with BuildRunner(builder, args.build_jobs) as runner:
         for build in runner.builds(builder.customer_ids()):

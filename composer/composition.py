@@ -103,6 +103,10 @@ class Composer:
         specs: list[DagSpec] = []
         errors: list[ConfigError] = []
         main_blocks: list[tuple[Integration, Template, list[TaskSpec], GroupSpec]] = []
+        is_parent = bool(self.fleet.children.get(customer.customer_id))
+        unused = layers.unknown_params(self.settings, customer, self.templates.get, is_parent)
+        if unused:  # a typo'd param: the rest would be judged against what was not meant
+            return [], unused
         descendants = self.fleet.active_descendants(customer.customer_id)
         for integration in customer.integrations:
             try:

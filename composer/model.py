@@ -1,24 +1,22 @@
 """Model: the snapshot's raw rows turned into a typed, validated fleet.
 
-Every row-level rule lives here (ids, timezones, crons, JSON, parents); a customer
-that breaks one is set aside with a ConfigError and the rest of the fleet goes on.
+Every row-level rule lives here (ids, timezones, crons, JSON and its size, parents); a
+customer that breaks one is set aside with a ConfigError and the rest of the fleet goes on.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
-import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from composer.errors import ConfigError, one_line
 from composer.schedule import normalize_cron
 from composer.store import CustomerRow, IntegrationRow, Snapshot
+from composer.timezones import timezone_problem
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 LEGACY_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.py\Z")
@@ -28,8 +26,23 @@ RESERVED_INTEGRATION_IDS = frozenset({"main", "rollup", "setup"})
 # Deeper JSON is refused: nothing real nests this far, and deeper values would reach
 # Python's recursion limit in substitution or rendering and crash the whole run.
 MAX_JSON_DEPTH = 16
-# Names zoneinfo resolves that are not a place: host-dependent (`localtime`) or no zone.
-_NOT_A_PLACE = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size caps (bytes), `limits:` in fleet.yaml. A JSON column is measured as stored,
+    before it is parsed; a generated or legacy file before it is compiled."""
+
+    params_bytes: int = 64 * 1024
+    task_overrides_bytes: int = 64 * 1024
+    dag_file_bytes: int = 1024 * 1024
+
+
+def too_big(size: int, cap: int, key: str) -> str | None:
+    """The one-line refusal of a value of `size` bytes over the cap `limits.<key>`."""
+    if size <= cap:
+        return None
+    return f"is {size:,} bytes, over the {cap:,}-byte cap (limits.{key} in fleet.yaml)"
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,8 @@ class Customer:
     legacy_dag_file: str | None
     params: dict[str, Any]
     integrations: tuple[Integration, ...]  # enabled ones, by integration_id
+    # Templates of disabled integrations: customer params kept for them are not unused.
+    disabled_templates: tuple[str, ...] = ()
 
 
 @dataclass
@@ -62,6 +77,7 @@ class Fleet:
     invalid: set[str] = field(default_factory=set)  # ids with any error
     children: dict[str, list[str]] = field(default_factory=dict)
     active_ids: set[str] = field(default_factory=set)  # active rows, valid or not
+    warnings: list[str] = field(default_factory=list)  # one line each, nothing invalid
 
     def active_descendants(self, customer_id: str) -> list[str]:
         """Active customers anywhere below this one, through inactive ones too, sorted."""
@@ -79,23 +95,9 @@ class Fleet:
         return sorted(found)
 
 
-@lru_cache(maxsize=1)
-def _iana_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones()) - _NOT_A_PLACE
-
-
-@lru_cache(maxsize=1024)
 def valid_timezone(name: str) -> bool:
-    """A canonical IANA name. ZoneInfo alone also opens `localtime` (whatever the host
-    is set to), `posix/...` and `right/...` (leap seconds) files: a DAG must not run in
-    a zone that depends on the machine that generated it."""
-    if not name or name not in _iana_names():
-        return False
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    """A canonical IANA name (composer/timezones.py says which names are)."""
+    return timezone_problem(name) is None
 
 
 def _reject_constant(name: str) -> Any:
@@ -123,9 +125,30 @@ def _json_problem(value: Any, depth: int = 1) -> str | None:
     return None
 
 
-def _json_object(value: Any, field_name: str, errors: list[str]) -> dict[str, Any] | None:
+def _json_size(value: Any) -> int:
+    """Bytes of the JSON as stored: the text itself, or (Spanner hands JSON decoded)
+    its compact encoding."""
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode(errors="replace"))
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError, RecursionError):
+        return 0  # not JSON: the checks below say why
+    return len(text.encode(errors="replace"))
+
+
+def _json_object(
+    value: Any, field_name: str, errors: list[str], cap: int | None = None
+) -> dict[str, Any] | None:
     if value is None:
         return None
+    if cap is not None:
+        problem = too_big(_json_size(value), cap, f"{field_name}_bytes")
+        if problem:
+            errors.append(f"{field_name}|{problem}")
+            return None
     if isinstance(value, bytes | str):
         try:
             value = json.loads(value, parse_constant=_reject_constant)
@@ -160,7 +183,9 @@ def _cron(value: str | None, field_name: str, errors: list[str]) -> str | None:
         return None
 
 
-def _integration(row: IntegrationRow, errors: list[tuple[str | None, str]]) -> Integration | None:
+def _integration(
+    row: IntegrationRow, errors: list[tuple[str | None, str]], limits: Limits
+) -> Integration | None:
     problems: list[str] = []
     valid_id = isinstance(row.integration_id, str) and bool(ID_RE.match(row.integration_id))
     if not valid_id:
@@ -174,8 +199,10 @@ def _integration(row: IntegrationRow, errors: list[tuple[str | None, str]]) -> I
     if not isinstance(row.template, str) or not row.template:
         problems.append("template|is empty")
     schedule = _cron(row.schedule, "schedule", problems)
-    params = _json_object(row.params, "params", problems)
-    overrides = _json_object(row.task_overrides, "task_overrides", problems)
+    params = _json_object(row.params, "params", problems, limits.params_bytes)
+    overrides = _json_object(
+        row.task_overrides, "task_overrides", problems, limits.task_overrides_bytes
+    )
     ident = row.integration_id if valid_id else repr(row.integration_id)
     errors.extend((ident, p) for p in problems)
     if problems:
@@ -186,31 +213,33 @@ def _integration(row: IntegrationRow, errors: list[tuple[str | None, str]]) -> I
 
 
 def _customer(
-    row: CustomerRow, integrations: Iterable[IntegrationRow], errors: list[tuple[str | None, str]]
+    row: CustomerRow,
+    integrations: Iterable[IntegrationRow],
+    errors: list[tuple[str | None, str]],
+    limits: Limits,
 ) -> Customer | None:
     problems: list[str] = []
     if not isinstance(row.name, str) or not row.name.strip():
         problems.append("name|is empty")
-    if not valid_timezone(row.timezone if isinstance(row.timezone, str) else ""):
-        problems.append(f"timezone|unknown IANA timezone {row.timezone!r}")
+    tz_problem = timezone_problem(row.timezone)
+    if tz_problem:
+        problems.append(f"timezone|{tz_problem}")
     main_schedule = _cron(row.main_schedule, "main_schedule", problems)
-    params = _json_object(row.params, "params", problems)
+    params = _json_object(row.params, "params", problems, limits.params_bytes)
     if row.legacy_dag_file is not None and not LEGACY_FILE_RE.match(row.legacy_dag_file):
         problems.append(
             f"legacy_dag_file|{row.legacy_dag_file!r} must be a file name ending in .py under templates/legacy/"
         )
     errors.extend((None, p) for p in problems)
     # Only enabled integrations are validated: disabling a broken one unblocks its customer.
+    integrations = list(integrations)
     rows = sorted((i for i in integrations if i.enabled), key=lambda r: str(r.integration_id))
-    built = [_integration(i, errors) for i in rows]
-    for previous, current in itertools.pairwise(rows):
-        if current.integration_id == previous.integration_id and isinstance(
-            current.integration_id, str
-        ):
-            errors.append(
-                (current.integration_id, "integration_id|appears twice for this customer")
-            )
-            built.append(None)
+    built = [_integration(i, errors, limits) for i in rows]
+    for integration_id, problem in _id_clashes(
+        [i.integration_id for i in rows], "integration", "for this customer"
+    ):
+        errors.append((integration_id, f"integration_id|{problem}"))
+        built.append(None)
     if problems or any(b is None for b in built):
         return None
     return Customer(
@@ -223,11 +252,43 @@ def _customer(
         legacy_dag_file=row.legacy_dag_file,
         params=params or {},
         integrations=tuple(b for b in built if b is not None),
+        disabled_templates=tuple(
+            sorted(
+                {i.template for i in integrations if not i.enabled and isinstance(i.template, str)}
+            )
+        ),
     )
 
 
-def build_fleet(snapshot: Snapshot) -> Fleet:
+def _id_clashes(ids: list[Any], kind: str, where: str) -> list[tuple[str, str]]:
+    """(id, problem) for ids that appear twice, or that differ only in case: they would
+    share a folder or a DAG file on a case-insensitive disk. Every id involved is named."""
+    groups: dict[str, list[str]] = {}
+    for one in ids:
+        if isinstance(one, str):
+            groups.setdefault(one.lower(), []).append(one)
+    found: list[tuple[str, str]] = []
+    for same in groups.values():
+        if len(same) < 2:
+            continue
+        for one in sorted(set(same)):
+            if same.count(one) > 1:
+                found.append((one, f"appears twice {where}"))
+            others = sorted({o for o in same if o != one})
+            if others:
+                names = ", ".join(f"{kind} {o}" for o in others)
+                found.append(
+                    (
+                        one,
+                        f"differs only in case from {names} {where} (a case-insensitive disk would mix them)",
+                    )
+                )
+    return found
+
+
+def build_fleet(snapshot: Snapshot, limits: Limits | None = None) -> Fleet:
     """Validate every row. Invalid customers are listed, never silently dropped."""
+    limits = limits or Limits()
     fleet = Fleet()
 
     def fail(customer_id: str, integration_id: str | None, field_name: str, message: str) -> None:
@@ -253,18 +314,17 @@ def build_fleet(snapshot: Snapshot) -> Fleet:
             )
             continue
         if cid in rows:
-            fail(cid, None, "customer_id", "appears twice in the store")
-            continue
+            continue  # reported below, with the ids that differ only in case
         rows[cid] = row
         if row.active:
             fleet.active_ids.add(cid)
-    for cid in sorted(set(by_customer) - set(rows)):
-        if isinstance(cid, str) and ID_RE.match(cid):
-            for irow in by_customer[cid]:
-                fail(cid, irow.integration_id, "customer_id", "integration of an unknown customer")
+    valid_ids = [r.customer_id for r in snapshot.customers if r.customer_id in rows]
+    for cid, problem in _id_clashes(valid_ids, "customer", "in the store"):
+        fail(cid, None, "customer_id", problem)
+    _warn_orphans(fleet, by_customer, {r.customer_id for r in snapshot.customers})
     for cid, row in rows.items():
         problems: list[tuple[str | None, str]] = []
-        customer = _customer(row, by_customer.get(cid, []), problems)
+        customer = _customer(row, by_customer.get(cid, []), problems, limits)
         for integration_id, problem in problems:
             field_name, message = problem.split("|", 1)
             fail(cid, integration_id, field_name, message)
@@ -272,6 +332,23 @@ def build_fleet(snapshot: Snapshot) -> Fleet:
             fleet.customers[cid] = customer
     _check_parents(fleet, rows)
     return fleet
+
+
+def _warn_orphans(
+    fleet: Fleet, by_customer: dict[Any, list[IntegrationRow]], customer_ids: set[Any]
+) -> None:
+    """Integration rows whose customer row is gone (deleted with the sqlite3 CLI, which
+    does not enforce foreign keys): the customer is off-boarded, its files are pruned as
+    any off-boarded customer's; the leftover rows are named, once per customer."""
+    for cid in sorted((c for c in by_customer if c not in customer_ids), key=str):
+        ids = sorted(str(i.integration_id) for i in by_customer[cid])
+        shown = cid if isinstance(cid, str) and ID_RE.match(cid) else repr(cid)
+        fleet.warnings.append(
+            one_line(
+                f"customer {shown}: no customer row; ignoring its {len(ids)} integration "
+                f"row(s) ({', '.join(ids)}): delete them"
+            )
+        )
 
 
 def _check_parents(fleet: Fleet, rows: dict[str, CustomerRow]) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from composer.errors import SettingsError
+from composer.model import Limits
 from composer.templates import DOTTED_RE, TemplateError, check_tasks
 from composer.yamlio import load_yaml
 
@@ -22,6 +24,7 @@ _KEYS = {
     "imports",
     "setup_tasks",
     "rollup_template",
+    "limits",
 }
 
 
@@ -37,6 +40,7 @@ class FleetSettings:
     # Tasks placed first in every generated DAG (e.g. make sure the dataset exists).
     setup_tasks: dict[str, Any] = field(default_factory=dict)
     rollup_template: str | None = None
+    limits: Limits = field(default_factory=Limits)
 
 
 def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
@@ -48,6 +52,24 @@ def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
             check_tasks(setup_tasks, "setup_tasks")
         except TemplateError as exc:
             raise SettingsError(f"{path}: {exc.field}: {exc}") from exc
+
+
+def _limits(path: Path, raw: Any) -> Limits:
+    """`limits:` may raise (or lower) the size caps; each a positive number of bytes."""
+    if raw is None:
+        return Limits()
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: limits must be a mapping")
+    known = {f.name for f in dataclasses.fields(Limits)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SettingsError(
+            f"{path}: limits: unknown key {unknown[0]} (use {', '.join(sorted(known))})"
+        )
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SettingsError(f"{path}: limits.{key} must be a positive number of bytes")
+    return Limits(**raw)
 
 
 def load_settings(templates_dir: Path) -> FleetSettings:
@@ -103,4 +125,5 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         imports=tuple(imports),
         setup_tasks=raw.get("setup_tasks") or {},
         rollup_template=raw.get("rollup_template"),
+        limits=_limits(path, raw.get("limits")),
     )

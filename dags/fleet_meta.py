@@ -122,6 +122,7 @@ def plan_fleet_task() -> dict[str, Any]:
         + [f"~ {p}" for p in plan.changed]
         + [f"- {p}" for p in plan.removed]
     )
+    _log_lines([f"warning: {w}" for w in fleet_plan.builder.fleet.warnings], logging.WARNING)
     _log_lines([f"invalid: {e}" for e in fleet_plan.errors], logging.ERROR)
     summary = _summary(fleet_plan)
     log.info(

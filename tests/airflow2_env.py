@@ -44,6 +44,8 @@ AIRFLOW_REQUIREMENTS = (
 )
 RESOLVED_AS_OF = "2026-11-21T00:00:00Z"  # uv --exclude-newer: bump to pick up new releases
 CACHE_ENV = "DAGFLEET_AIRFLOW2_CACHE"  # where the venvs live; default <repo>/.cache
+PYTHON_ENV = "DAGFLEET_AIRFLOW2_PYTHON"  # the interpreter for the venv, when the suite's is too new
+NEWEST_SUPPORTED = (3, 12)  # Airflow 2.11 supports Python 3.9-3.12
 RECIPE = 1  # bump when the build steps below change
 
 
@@ -65,9 +67,26 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or REPO / ".cache") / "airflow2-venv"
 
 
+def base_python() -> tuple[str, str]:
+    """The interpreter to build the venv with (for `uv venv --python`) and its minor version.
+
+    The suite's own interpreter while Airflow 2.11 supports it; under a newer one (the
+    Python 3.14 CI run) Composer 2's Python 3.11, which uv finds on PATH."""
+    if sys.version_info[:2] <= NEWEST_SUPPORTED:
+        return sys.executable, f"{sys.version_info.major}.{sys.version_info.minor}"
+    request = os.environ.get(PYTHON_ENV) or "3.11"
+    if os.sep not in request:
+        return request, request
+    probe = "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')"
+    version = subprocess.run(
+        [request, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return request, version
+
+
 def env_key() -> str:
     """Hash of everything the environment is built from."""
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    python = base_python()[1]
     blob = json.dumps([RECIPE, python, RESOLVED_AS_OF, list(requirements())])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -217,7 +236,8 @@ def ensure_airflow2_env(*, timeout: float = 480) -> Airflow2Env:
         shutil.rmtree(env_dir, ignore_errors=True)  # a half-built one from a crash
         venv = env_dir / "venv"
         uv = _uv()
-        _step([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], "uv venv", 120)
+        python = base_python()[0]
+        _step([uv, "venv", "--quiet", "--python", python, str(venv)], "uv venv", 120)
         _step(
             [
                 uv,

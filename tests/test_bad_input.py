@@ -37,6 +37,7 @@ CUSTOM_TEMPLATE = """\
 template: custom_sync
 description: A district's own extract (a template only bad-isd uses).
 params:
+  state_code: {required: true}
   extract_name: {default: "extract_{customer_key}"}
 tasks:
   run_extract:
@@ -45,7 +46,7 @@ tasks:
       project_id: "{project}"
       location: "{bq_location}"
       configuration:
-        query: {query: "CALL `{project}.{dataset}.{extract_name}`(DATE '{{ ds }}')", useLegacySql: false}
+        query: {query: "CALL `{project}.{dataset}.{extract_name}`(DATE '{{ ds }}', '{state_code}')", useLegacySql: false}
 cron:
   description: "Custom extract for {customer_name}"
 """
@@ -192,9 +193,13 @@ def manifest_of(target: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory, demo_snapshot) -> Baseline:
+    return publish_baseline(tmp_path_factory.mktemp("baseline"), demo_snapshot)
+
+
+def publish_baseline(root: Path, demo_snapshot: Snapshot) -> Baseline:
+    """The demo plus bad-isd, synced into `root/dags` (other test modules share it)."""
     from composer.cli import main
 
-    root = tmp_path_factory.mktemp("baseline")
     templates = root / "templates"
     shutil.copytree(TEMPLATES, templates)
     (templates / "custom_sync.yaml").write_text(CUSTOM_TEMPLATE)
@@ -414,7 +419,7 @@ CASES: dict[str, Case] = {
         (E(BAD, None, "params", "nested more than 16 levels deep"),),
     ),
     "params_nested_deeper_than_the_json_parser_can_go": Case(
-        customer(params='{"x": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        customer(params='{"x": ' + "[" * 30_000 + "]" * 30_000 + "}"),  # under the size cap
         (E(BAD, None, "params", "nested more than 16 levels deep"),),
     ),
     # -- placeholders and params --
@@ -438,8 +443,8 @@ CASES: dict[str, Case] = {
         (E(BAD, "grades", "params.grades_table", "unknown placeholder {table_prefix}"),),
     ),
     "param_reference_cycle_between_customer_params": Case(
-        customer_params(a="{b}", b="x-{a}"),
-        (E(BAD, None, "params.a", "param reference cycle a -> b -> a"),),
+        customer_params(dataset="{b}", b="x-{dataset}"),
+        (E(BAD, None, "params.dataset", "param reference cycle dataset -> b -> dataset"),),
     ),
     "param_referencing_itself": Case(
         customer_params(dataset="{dataset}_v2"),
@@ -457,8 +462,8 @@ CASES: dict[str, Case] = {
         ),
     ),
     "param_reference_chain_too_deep": Case(
-        customer_params(**{f"p{i}": f"{{p{i + 1}}}" for i in range(40)}, p40="end"),
-        (E(BAD, None, "params.p0", "param reference chain deeper than 16"),),
+        customer_params(dataset="{p0}", **{f"p{i}": f"{{p{i + 1}}}" for i in range(40)}, p40="end"),
+        (E(BAD, None, "params.dataset", "param reference chain deeper than 16"),),
     ),
     "required_param_missing": Case(
         integration("grades", params=None),
@@ -925,7 +930,7 @@ def test_references_to_secrets_are_accepted_and_reach_the_dag(tmp_path, fleet_cl
             {
                 "sis_base_url": "https://bad.example",
                 "sis_client_secret_id": "powerschool-bad-isd-v2",
-                "sis_conn_id": "powerschool_default",
+                "gcp_conn_id": "google_cloud_bad_isd",  # a param the template uses
             }
         ),
     )(baseline.snapshot)
