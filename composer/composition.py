@@ -149,6 +149,7 @@ class Composer:
             groups=tuple(groups),
             tasks=tuple(tasks),
             templates=tuple(sorted({t.name for _, t, _, _ in blocks})),
+            paused_at_creation=self.settings.paused_at_creation,
         )
 
     def _cron_dag(
@@ -190,6 +191,7 @@ class Composer:
             groups=tuple(self._inner_groups(block_tasks, ())),
             tasks=tuple([*setup, *self._after(setup, block_tasks)]),
             templates=(template.name,),
+            paused_at_creation=self.settings.paused_at_creation,
         )
 
     @staticmethod

@@ -56,6 +56,25 @@ def test_every_dag_has_the_fleet_wide_settings(dagbag):
             assert all(t.retry_exponential_backoff for t in dag.tasks), dag_id
 
 
+def test_every_dag_starts_unpaused_and_first_runs_its_latest_scheduled_time(dagbag):
+    """Unpaused at creation (fleet.yaml paused_at_creation: false), so onboarding needs no
+    click; with a past start_date and catchup off, Airflow's first run is the most recent
+    cron point, at once (run_immediately only applies without a start_date)."""
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    for dag_id, dag in dagbag.dags.items():
+        if dag_id.endswith("__legacy"):
+            continue
+        assert dag.is_paused_upon_creation is False, dag_id
+    dag = dagbag.dags["austin-isd__main"]
+    now = pendulum.now("UTC")
+    restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=False)
+    timetable = CronTriggerTimetable(dag.timetable.expression, timezone=str(dag.timetable.timezone))
+    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    assert now - dt.timedelta(days=1) < first.run_after <= now
+
+
 def test_main_dag_has_dataset_setup_then_one_group_per_main_integration(dagbag):
     dag = dagbag.dags["austin-isd__main"]
     assert set(dag.task_group.children) == {"ensure_dataset", "grades"}
