@@ -102,7 +102,6 @@ def test_scheduled_integrations_get_their_own_cron_dag(dagbag):
     dag = dagbag.dags["austin-isd__classroom"]
     assert sorted(dag.tags) == ["customer:austin-isd", "template:google_classroom", "variant:cron"]
     assert [t.task_id for t in dag.topological_sort()] == [
-        "ensure_dataset",
         "enqueue_sync",
         "wait_for_export",
         "load_coursework",
@@ -113,6 +112,16 @@ def test_scheduled_integrations_get_their_own_cron_dag(dagbag):
     assert dag.timetable.expression.endswith(" * * * *")  # hourly, staggered minute
     assert dag.default_args["retries"] == 4  # template default_args win over the fleet's
     assert dagbag.dags["austin-isd__staar"].get_task("drop_staging").trigger_rule == "all_done"
+
+
+def test_setup_tasks_run_daily_not_in_every_hourly_run(dagbag):
+    """The dataset check runs in the main DAG and in at-most-daily cron DAGs; an hourly DAG
+    gets it only when its customer has no DAG that runs it (legacy, hourly only)."""
+    assert "ensure_dataset" in dagbag.dags["austin-isd__main"].task_ids
+    assert "ensure_dataset" in dagbag.dags["austin-isd__staar"].task_ids  # weekly
+    assert "ensure_dataset" not in dagbag.dags["austin-isd__classroom"].task_ids  # hourly
+    legacy_hourly = dagbag.dags["lincoln-unified__classroom"]
+    assert legacy_hourly.get_task("enqueue_sync").upstream_task_ids == {"ensure_dataset"}
 
 
 def test_disabled_and_inactive_get_no_dag_and_legacy_is_published_verbatim(dagbag, demo_fleet_dir):
