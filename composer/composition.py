@@ -79,6 +79,14 @@ class Composer(DagShapes):
             ids.append((rollup_dag_id(customer.customer_id), ROLLUP_ID))
         return ids
 
+    def rollup_sources_template(self) -> str:
+        """The template the roll-ups read (`rollup.sources`), '' when there is none."""
+        try:
+            template = self.templates.get(self.settings.rollup_template or "")
+        except TemplateError:
+            return ""
+        return str((template.rollup or {}).get("sources") or "")
+
     def compose(self, customer: Customer) -> tuple[list[DagSpec], list[ConfigError]]:
         specs: list[DagSpec] = []
         errors: list[ConfigError] = []

@@ -80,7 +80,7 @@ def test_a_new_child_rebuilds_its_parents_roll_up(tmp_path, demo_snapshot, built
     child = replace_customer(child, "cascade-west", parent_customer_id="cascade-esd")
     fleet_plan, _ = sync(make_store(tmp_path / "b.db", child), target)
     assert set(built) == {"cascade-west", "cascade-esd"}
-    assert "cascade-esd/cascade-esd__main.py" in fleet_plan.plan.changed
+    assert fleet_plan.plan.changed == ["cascade-esd/cascade-esd__rollup.py"]
 
 
 def test_editing_a_template_rebuilds_exactly_the_customers_that_use_it(
