@@ -418,6 +418,34 @@ def test_every_relocated_operator_path_exists_in_its_airflow_major(airflow2: Air
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_target2_templates_render_the_run_date_in_airflow_2_11(
+    airflow2: Airflow2Env, fleet2: Path, work: Path
+):
+    """{run_ds} (logical date, else run_after) renders under 2.11, which always has a
+    logical date: `airflow tasks render` builds the task's real template context."""
+    home = work / "home2-render"
+    home.mkdir(exist_ok=True)
+    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(fleet2)}
+    migrate = airflow2.run(["airflow", "db", "migrate"], home, extra_env=env, timeout=600)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    for dag_id, task_id, expected in (
+        ("austin-isd__main", "grades.merge_grades", "DATE '2026-03-04' AS day"),
+        ("cascade-esd__rollup", "rollup_grades", "DECLARE run_day DATE DEFAULT DATE '2026-03-04';"),
+        ("austin-isd__staar", "wait_for_state_export", "state/TX/austin-isd/20260304/results.csv"),
+    ):
+        render = airflow2.run(
+            ["airflow", "tasks", "render", dag_id, task_id, "2026-03-04T09:17:00+00:00"],
+            home,
+            extra_env=env,
+            timeout=300,
+        )
+        assert render.returncode == 0, render.stderr[-3000:]
+        assert expected in render.stdout, render.stdout[-3000:]
+        assert "{{" not in render.stdout, render.stdout[-3000:]
+
+
 # -- the meta-DAG under Airflow 2.11 ----------------------------------------------------
 
 
