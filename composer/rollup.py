@@ -127,7 +127,7 @@ def _rollup_template(composer: Composer, customer: Customer, integration: Integr
     try:
         template = composer.templates.get(integration.template)
     except TemplateError as exc:
-        composer._fail(customer, integration, f"fleet.rollup_template: {exc.field}", str(exc))
+        composer._fail(customer, integration, "fleet.rollup_template", str(exc))
     if template.rollup is None:
         composer._fail(
             customer,

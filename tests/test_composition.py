@@ -699,3 +699,47 @@ def test_values_valid_for_the_target_pass(name, value, target):
     from composer.operators import value_problem
 
     assert value_problem(name, value, target) is None
+
+
+@pytest.mark.parametrize(
+    ("rollup", "field", "message"),
+    [
+        ({"deadline": "0 9 * * *"}, "rollup.sources", "must name the template"),
+        ({"sources": "powerschool_grades"}, "rollup.deadline", "must be a cron expression"),
+        (
+            {"sources": "x", "deadline": "0 9 * * *", "per_source": {"t": {"each": "a"}}},
+            "rollup.per_source.t",
+            "{each: string, join: string}",
+        ),
+        (
+            {"sources": "x", "deadline": "0 9 * * *", "per_source": {"source_ids": "a"}},
+            "rollup.per_source.source_ids",
+            "has the name of a built-in",
+        ),
+        ({"sources": "x", "deadline": "{nope}"}, "rollup.deadline", "unknown placeholder {nope}"),
+    ],
+)
+def test_a_broken_rollup_section_is_a_template_error_naming_the_key(rollup, field, message):
+    from composer.templates import TemplateError, parse_template
+
+    raw = {
+        "template": "r",
+        "tasks": {"t": {"operator": "airflow.providers.standard.operators.empty.EmptyOperator"}},
+        "rollup": rollup,
+    }
+    with pytest.raises(TemplateError) as caught:
+        parse_template(raw, "r", frozenset())
+    assert caught.value.field == field and message in str(caught.value)
+
+
+def test_per_source_names_are_known_in_the_rollup_tasks_only():
+    from composer.templates import TemplateError, parse_template
+
+    task = {"operator": "x.Y", "args": {"sql": "{rows} {source_count}"}}
+    rollup = {"sources": "s", "deadline": "0 9 * * *", "per_source": {"rows": "{t}"}}
+    parsed = parse_template(
+        {"template": "r", "tasks": {"t": task}, "rollup": rollup}, "r", frozenset()
+    )
+    assert parsed.rollup["per_source"] == {"rows": "{t}"}
+    with pytest.raises(TemplateError, match=r"unknown placeholder \{rows\}"):
+        parse_template({"template": "r", "tasks": {"t": task}, "main": {}}, "r", frozenset())
