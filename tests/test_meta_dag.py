@@ -255,7 +255,7 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
     assert "1 invalid customers: dallas-isd" in log
     valid_only = make_store(tmp_path / "valid.db", remove_customer(demo_snapshot, "dallas-isd"))
     expected = plan_fleet(valid_only, f"file://{tmp_path / 'empty'}", TEMPLATES).plan.added
-    assert len(expected) == 24
+    assert len(expected) == 26
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == expected
 
 
@@ -263,7 +263,7 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
 def test_dags_test_builds_a_large_fleet_in_build_workers(airflow_env, tmp_path):
     """Inside Airflow's task process the build workers start (no fallback to one
     process) and publish what an in-process build plans."""
-    from bench.fleetgen import write_store
+    from bench.fleetgen import parents, write_store
 
     store = write_store(tmp_path / "fleet.db", 2 * 160)  # enough for two workers
     target = tmp_path / "fleet"
@@ -277,7 +277,7 @@ def test_dags_test_builds_a_large_fleet_in_build_workers(airflow_env, tmp_path):
     assert "building 320 customers in 2 worker processes" in log
     assert "building in one process" not in log
     expected = plan_fleet(store, f"file://{tmp_path / 'empty'}", TEMPLATES, build_jobs=1)
-    assert len(expected.plan.added) == 960
+    assert len(expected.plan.added) == 3 * 320 + len(parents(320))  # + a roll-up per parent
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == sorted(
         expected.plan.added
     )
