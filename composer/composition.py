@@ -13,8 +13,15 @@ from typing import Any
 import json_merge_patch
 
 from composer import params as layers
+from composer.allowlist import (
+    allowed_operators,
+    callable_problem,
+    is_callback,
+    operator_problem,
+)
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
+from composer.inert import inert_value
 from composer.model import (  # RESERVED_INTEGRATION_IDS: re-exported, checked in model
     RESERVED_INTEGRATION_IDS,  # noqa: F401
     Customer,
@@ -32,16 +39,6 @@ from composer.substitution import (
 )
 from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
 
-CALLBACK_KEYS = frozenset(
-    {
-        "on_failure_callback",
-        "on_success_callback",
-        "on_retry_callback",
-        "on_execute_callback",
-        "on_skipped_callback",
-        "sla_miss_callback",
-    }
-)
 ROLLUP_ID = "rollup"
 SETUP_GROUP = ""
 
@@ -68,6 +65,7 @@ class Composer:
         self.settings = settings
         self.templates = templates
         self.operators = operators
+        self._allowed_operators: frozenset[str] | None = None
 
     # -- public ---------------------------------------------------------------
 
@@ -302,7 +300,7 @@ class Composer:
         raw_tasks = self._merged_tasks(customer, integration, template)
         overridden = integration.task_overrides or {}
         tasks = {
-            task_id: self._substitute(
+            task_id: self._substitute_task(
                 customer,
                 integration,
                 f"{'task_overrides' if task_id in overridden else 'tasks'}.{task_id}",
@@ -350,6 +348,7 @@ class Composer:
         overrides = integration.task_overrides
         if not overrides:
             return template.tasks
+        self._check_names(customer, integration, template, overrides)
         for task_id, patch in overrides.items():
             if patch is None and task_id not in template.tasks:
                 # RFC 7396 would ignore it; a typo'd removal must not pass silently.
@@ -377,7 +376,8 @@ class Composer:
                         path,
                         "looks like a credential: pass a connection or secret id (…_conn_id / …_secret_id) instead",
                     )
-        merged = json_merge_patch.merge(copy.deepcopy(template.tasks), copy.deepcopy(overrides))
+        overrides = self._inert_overrides(customer, integration, template, overrides)
+        merged = json_merge_patch.merge(copy.deepcopy(template.tasks), overrides)
         # Added tasks go last, by id: the JSON column's key order is the backend's, not ours.
         added = sorted(k for k in merged if k not in template.tasks)
         merged = {k: merged[k] for k in [*(k for k in template.tasks if k in merged), *added]}
@@ -385,6 +385,96 @@ class Composer:
             return check_tasks(merged, "task_overrides")
         except TemplateError as exc:
             self._fail(customer, integration, exc.field, str(exc))
+
+    def _allowed(self) -> frozenset[str]:
+        if self._allowed_operators is None:
+            self._allowed_operators = allowed_operators(self.settings, self.templates)
+        return self._allowed_operators
+
+    def _check_names(
+        self, customer: Customer, integration: Integration, template: Template, overrides: dict
+    ) -> None:
+        """Every operator and callable an override names is on the allow-lists, checked
+        before anything is imported (composer/allowlist.py)."""
+        callables = set(self.settings.imports) | set(template.imports)
+        for task_id, patch in overrides.items():
+            if not isinstance(patch, dict):
+                continue
+            if "operator" in patch:
+                problem = operator_problem(patch["operator"], self._allowed())
+                if problem:
+                    self._fail(customer, integration, f"task_overrides.{task_id}.operator", problem)
+            args = patch.get("args")
+            for key in sorted(a for a in args if is_callback(a)) if isinstance(args, dict) else []:
+                value = args[key]
+                for path in value if isinstance(value, list) else [value]:
+                    if value is not None and callable_problem(path, callables):
+                        self._fail(
+                            customer,
+                            integration,
+                            f"task_overrides.{task_id}.args.{key}",
+                            str(callable_problem(path, callables)),
+                        )
+
+    def _inert_overrides(
+        self, customer: Customer, integration: Integration, template: Template, overrides: dict
+    ) -> dict:
+        """The overrides with the text of every argument that lands in a templated field
+        made inert for Jinja: an override is a store value (composer/inert.py)."""
+        out = copy.deepcopy(overrides)
+        for task_id, patch in out.items():
+            if not isinstance(patch, dict) or not isinstance(patch.get("args"), dict):
+                continue
+            operator = patch.get("operator") or template.tasks.get(task_id, {}).get("operator")
+            if not isinstance(operator, str):
+                continue  # check_tasks reports it
+            fields, ext = self._templated(
+                customer, integration, f"task_overrides.{task_id}", operator
+            )
+            patch["args"] = {
+                k: inert_value(v, ext) if k in fields else v for k, v in patch["args"].items()
+            }
+        return out
+
+    def _templated(
+        self, customer: Customer, integration: Integration | None, field: str, operator: str
+    ) -> tuple[frozenset[str], tuple[str, ...]]:
+        try:
+            return self.operators.templated(operator)
+        except UnknownOperator as exc:
+            self._fail(
+                customer, integration, f"{field}.operator", f"unknown operator {operator}: {exc}"
+            )
+
+    def _substitute_task(
+        self,
+        customer: Customer,
+        integration: Integration | None,
+        field: str,
+        task: dict[str, Any],
+        resolver: ParamResolver,
+    ) -> dict[str, Any]:
+        """Substitute a task; arguments that land in the operator's templated fields get
+        the params with their store text made inert for Jinja (composer/params.py)."""
+        args = task.get("args") or {}
+        inert = getattr(resolver, "inert", None)
+        if not args or inert is None:
+            return self._substitute(customer, integration, field, task, resolver)
+        fields, ext = self._templated(customer, integration, field, task["operator"])
+        out = self._substitute(
+            customer, integration, field, {k: v for k, v in task.items() if k != "args"}, resolver
+        )
+        out["args"] = {
+            key: self._substitute(
+                customer,
+                integration,
+                f"{field}.args.{key}",
+                value,
+                inert(ext) if key in fields else resolver,
+            )
+            for key, value in args.items()
+        }
+        return out
 
     def _checked_args(
         self,
@@ -395,6 +485,11 @@ class Composer:
         args: dict,
         allowed: set[str],
     ) -> dict[str, Any]:
+        for key in sorted(a for a in args if is_callback(a)):  # before anything is imported
+            for path in args[key] if isinstance(args[key], list) else [args[key]]:
+                problem = callable_problem(path, allowed)
+                if problem:
+                    self._fail(customer, integration, f"{field}.args.{key}", problem)
         try:
             unknown = self.operators.unknown_arguments(operator, set(args))
         except UnknownOperator as exc:
@@ -424,18 +519,14 @@ class Composer:
         allowed: set[str],
     ) -> dict[str, Any]:
         out = dict(args)
-        for key in CALLBACK_KEYS & set(args):
+        for key in sorted(a for a in args if is_callback(a)):
             value = args[key]
             paths = value if isinstance(value, list) else [value]
             refs = []
             for path in paths:
-                if not isinstance(path, str) or path not in allowed:
-                    self._fail(
-                        customer,
-                        integration,
-                        f"{field}.{key}",
-                        f"{path!r} is not a callable listed under the template's or fleet's imports",
-                    )
+                problem = callable_problem(path, allowed)
+                if problem:  # checked before the import below
+                    self._fail(customer, integration, f"{field}.{key}", problem)
                 try:
                     self.operators.check_callable(path)
                 except UnknownOperator as exc:
@@ -494,9 +585,14 @@ class Composer:
     def _setup_tasks(self, customer: Customer, resolver: ParamResolver) -> list[TaskSpec]:
         if not self.settings.setup_tasks:
             return []
-        tasks = self._substitute(
-            customer, None, "fleet.setup_tasks", self.settings.setup_tasks, resolver
-        )
+        tasks = {
+            task_id: self._substitute_task(
+                customer, None, f"fleet.setup_tasks.{task_id}", task, resolver
+            )
+            if isinstance(task, dict) and isinstance(task.get("operator"), str)
+            else task
+            for task_id, task in self.settings.setup_tasks.items()
+        }
         try:
             tasks = check_tasks(tasks, "fleet.setup_tasks")
         except TemplateError as exc:

@@ -134,7 +134,10 @@ def test_a_fleet_param_is_overridden_by_the_customer_and_then_the_integration():
 
 def test_a_template_default_sees_the_winning_value_of_the_params_it_references():
     snapshot = one(district(params='{"landing_bucket": "tulsa-landing"}'), grades())
-    load = task(main_of(compose(snapshot)), "grades.load_staging")
+    # The shared landing bucket is tenant-scoped: Tulsa's own bucket is an exception.
+    granted = {CID: {"landing_bucket": "tulsa-landing"}}
+    fleet = dataclasses.replace(settings(), tenant_exceptions=granted)
+    load = task(main_of(compose(snapshot, fleet_settings=fleet)), "grades.load_staging")
     assert load.args["configuration"]["load"]["sourceUris"] == [
         f"gs://tulsa-landing/powerschool/{CID}/{{{{ ds }}}}/grades.jsonl"
     ]

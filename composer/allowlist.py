@@ -1,0 +1,75 @@
+"""What code a store value may name: operators, callables and legacy files.
+
+A row in the store is written by people and tools that must not gain more than their
+district's data, so a name it holds is only ever looked up in these lists, before
+anything is imported (importing a module runs it: `antigravity` opens a browser):
+- operators: those the templates and fleet.yaml `setup_tasks` use, plus fleet.yaml
+  `operators:` (templates and fleet.yaml are reviewed code; the store is not);
+- callables (`*_callback` arguments): fleet.yaml and the template's `imports:`;
+- legacy files: fleet.yaml `legacy_files:` names the one customer that may publish
+  each file, so no customer can publish (and run) another's legacy DAG.
+"""
+
+from __future__ import annotations
+
+from composer.model import Customer
+from composer.settings import FleetSettings
+from composer.templates import TemplateCatalog, TemplateError
+
+CALLBACK_KEYS = frozenset(
+    {
+        "on_failure_callback",
+        "on_success_callback",
+        "on_retry_callback",
+        "on_execute_callback",
+        "on_skipped_callback",
+        "sla_miss_callback",
+    }
+)
+
+
+def is_callback(arg: str) -> bool:
+    """Arguments whose value names a callable by dotted path (written as an import)."""
+    return arg in CALLBACK_KEYS or arg.endswith("_callback")
+
+
+def allowed_operators(settings: FleetSettings, templates: TemplateCatalog) -> frozenset[str]:
+    """Every operator path the reviewed files use, plus fleet.yaml's explicit list. A
+    template that does not load adds nothing (its customers fail on it anyway)."""
+    found = set(settings.operators)
+    tasks = list((settings.setup_tasks or {}).values())
+    for name in templates.names():
+        try:
+            tasks.extend(templates.get(name).tasks.values())
+        except TemplateError:
+            continue
+    found.update(t["operator"] for t in tasks if isinstance(t, dict) and "operator" in t)
+    return frozenset(o for o in found if isinstance(o, str))
+
+
+def operator_problem(operator: object, allowed: frozenset[str]) -> str | None:
+    if isinstance(operator, str) and operator in allowed:
+        return None
+    return (
+        f"operator {operator!r} is not allowed: a store value may name only an operator "
+        "that the templates use or fleet.yaml lists under operators"
+    )
+
+
+def callable_problem(path: object, allowed: set[str] | frozenset[str]) -> str | None:
+    if isinstance(path, str) and path in allowed:
+        return None
+    return f"{path!r} is not a callable listed under the template's or fleet's imports"
+
+
+def legacy_problem(settings: FleetSettings, customer: Customer) -> str | None:
+    """Whether this customer may publish the legacy file it names (no file is read)."""
+    name = customer.legacy_dag_file
+    if not name:
+        return None
+    owner = settings.legacy_files.get(name)
+    if owner == customer.customer_id:
+        return None
+    if owner is None:
+        return f"{name} is not listed under legacy_files in fleet.yaml"
+    return f"{name} is the legacy file of customer {owner} (fleet.yaml legacy_files)"

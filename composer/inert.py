@@ -1,0 +1,91 @@
+"""Store values made inert for Airflow's Jinja where they land in a templated field.
+
+Airflow renders every string in an operator's `template_fields` (nested in lists and
+dicts too) with Jinja at run time, where `{{ conn.x.password }}` or `{{ var.value.y }}`
+would read any connection or variable of the environment. A value from the store is
+data, so where it lands in a templated field its text is written as a Jinja string
+literal (`{{ '...' }}`, every brace, quote and backslash escaped), which Airflow renders
+back to exactly the text that was stored. Placeholders (`{name}`) are kept, so a store
+value may still reference params, and so are the plain run-date variables below
+(`{{ ds }}` in an override's query): they name dates, never secrets. A string that ends
+with one of the operator's `template_ext` (".sql") would be read as a template file; it
+is wrapped too. Values outside templated fields are not touched here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from composer.substitution import segments
+
+# Run-date variables a store value may use as plain `{{ name }}` (no attribute access,
+# filters or calls): Airflow 3's context has them for every scheduled run.
+SAFE_RUNTIME_NAMES = frozenset(
+    {"ds", "ds_nodash", "ts", "ts_nodash", "data_interval_start", "data_interval_end"}
+)
+SAFE_MACRO = re.compile(r"\{\{ *(" + "|".join(sorted(SAFE_RUNTIME_NAMES)) + r") *\}\}")
+_KEEP = frozenset(
+    'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _.,:;/-+=@!?()[]<>*&^$|~`"%#'
+)
+
+
+def jinja_literal(text: str) -> str:
+    """`{{ '...' }}` that Airflow's Jinja renders to exactly `text` (no brace inside,
+    so dagfleet's own placeholder scanner sees one opaque Jinja block)."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _KEEP:
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "{{ '" + "".join(out) + "' }}"
+
+
+def _risky(text: str, template_ext: tuple[str, ...]) -> bool:
+    """Could this text, alone or next to its neighbours, be Jinja or a template file?"""
+    return (
+        "{" in text
+        or "}" in text
+        or text.startswith(("%", "#"))
+        or (bool(template_ext) and text.endswith(template_ext))
+    )
+
+
+def inert_text(text: str, template_ext: tuple[str, ...] = ()) -> str:
+    """`text` with every piece that Jinja would interpret turned into a literal;
+    `{name}` placeholders and the safe run-date variables are kept as they are."""
+    if not _risky(text, template_ext):
+        return text
+    out = []
+    for is_placeholder, piece in segments(text):
+        if is_placeholder:
+            out.append("{" + piece + "}")
+            continue
+        start = 0
+        for match in SAFE_MACRO.finditer(piece):
+            out.append(_literal_if_risky(piece[start : match.start()], template_ext))
+            out.append(match.group(0))
+            start = match.end()
+        out.append(_literal_if_risky(piece[start:], template_ext))
+    return "".join(out)
+
+
+def _literal_if_risky(text: str, template_ext: tuple[str, ...]) -> str:
+    return jinja_literal(text) if text and _risky(text, template_ext) else text
+
+
+def inert_value(value: Any, template_ext: tuple[str, ...] = ()) -> Any:
+    """inert_text on every string of a nested value (mapping keys are never rendered)."""
+    if isinstance(value, str):
+        return inert_text(value, template_ext)
+    if isinstance(value, dict):
+        return {key: inert_value(item, template_ext) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [inert_value(item, template_ext) for item in value]
+    return value
