@@ -37,7 +37,7 @@ from composer.substitution import (
     placeholders,
     substitute,
 )
-from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
+from composer.templates import DOTTED_RE, Template, TemplateCatalog, TemplateError, check_tasks
 
 ROLLUP_ID = "rollup"
 SETUP_GROUP = ""
@@ -400,7 +400,8 @@ class Composer:
         for task_id, patch in overrides.items():
             if not isinstance(patch, dict):
                 continue
-            if "operator" in patch:
+            if isinstance(patch.get("operator"), str) and DOTTED_RE.match(patch["operator"]):
+                # (anything else is refused by check_tasks, also before any import)
                 problem = operator_problem(patch["operator"], self._allowed())
                 if problem:
                     self._fail(customer, integration, f"task_overrides.{task_id}.operator", problem)

@@ -25,7 +25,8 @@ from typing import Any
 
 from composer.inert import SAFE_MACRO
 
-_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = rf"{_LABEL}(?:\.{_LABEL})*"
 _PATH = r"[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*"
 _BUCKET = r"[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]"
 KINDS: dict[str, tuple[re.Pattern | None, str]] = {

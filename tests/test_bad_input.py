@@ -192,6 +192,11 @@ def manifest_of(target: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory, demo_snapshot) -> Baseline:
+    return publish_baseline(tmp_path_factory, demo_snapshot)
+
+
+def publish_baseline(tmp_path_factory, demo_snapshot: Snapshot) -> Baseline:
+    """The demo plus bad-isd, synced once (tests/test_hostile_store.py uses it too)."""
     from composer.cli import main
 
     root = tmp_path_factory.mktemp("baseline")
@@ -200,6 +205,9 @@ def baseline(tmp_path_factory, demo_snapshot) -> Baseline:
     (templates / "custom_sync.yaml").write_text(CUSTOM_TEMPLATE)
     for name, text in LEGACY_FILES.items():
         (templates / "legacy" / name).write_text(text)
+    listed = [*LEGACY_FILES, "missing_legacy.py", f"{BAD}__classroom.py"]
+    owned = "".join(f"  {name}: {BAD}\n" for name in listed)
+    edit_template("fleet.yaml", "legacy_files:\n", f"legacy_files:\n{owned}")(templates)
     snapshot = add_customer(demo_snapshot, bad_customer(), *bad_integrations())
     target = root / "dags"
     store = make_store(root / "good.db", snapshot)
@@ -508,7 +516,7 @@ CASES: dict[str, Case] = {
                 }
             },
         ),
-        (E(BAD, "grades", "task_overrides.export_grades.operator", "unknown operator"),),
+        (E(BAD, "grades", "task_overrides.export_grades.operator", "is not allowed"),),
     ),
     "override_operator_not_a_dotted_path": Case(
         overrides("grades", {"export_grades": {"operator": "BashOperator"}}),
@@ -516,7 +524,7 @@ CASES: dict[str, Case] = {
     ),
     "override_operator_that_is_not_an_operator": Case(
         overrides("grades", {"export_grades": {"operator": "composer.callbacks.log_failure"}}),
-        (E(BAD, "grades", "task_overrides.export_grades.operator", "is not an Airflow operator"),),
+        (E(BAD, "grades", "task_overrides.export_grades.operator", "is not allowed"),),
     ),
     "override_unknown_operator_argument": Case(
         overrides("grades", {"export_grades": {"args": {"functionid": "x"}}}),
@@ -929,7 +937,13 @@ def test_references_to_secrets_are_accepted_and_reach_the_dag(tmp_path, fleet_cl
             }
         ),
     )(baseline.snapshot)
-    outcome = run_sync(tmp_path, fleet_cli, baseline, add_customer(snapshot, *fresh_rows()))
+    # Another secret than the customer's own is a tenant exception in the fleet settings.
+    grant = edit_template(
+        "fleet.yaml",
+        "tenant_exceptions: {}",
+        f"tenant_exceptions: {{{BAD}: {{sis_client_secret_id: powerschool-bad-isd-v2}}}}",
+    )
+    outcome = run_sync(tmp_path, fleet_cli, baseline, add_customer(snapshot, *fresh_rows()), grant)
     assert outcome.code == 0, outcome.errors
     assert outcome.errors == []
     assert b"powerschool-bad-isd-v2" in outcome.files[f"{BAD}/{BAD}__main.py"]
