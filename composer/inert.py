@@ -8,8 +8,8 @@ literal (`{{ '...' }}`, every brace, quote and backslash escaped), which Airflow
 back to exactly the text that was stored. Placeholders (`{name}`) are kept, so a store
 value may still reference params, and so are the plain run-date variables below
 (`{{ ds }}` in an override's query): they name dates, never secrets. A string that ends
-with one of the operator's `template_ext` (".sql") would be read as a template file; it
-is wrapped too. Values outside templated fields are not touched here.
+with one of the operator's `template_ext` (".sql") would be read as a template file, and
+Jinja would normalise `\r\n` and drop a final newline: such text is wrapped too. Values outside templated fields are not touched here.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ def _risky(text: str, template_ext: tuple[str, ...]) -> bool:
         or "}" in text
         or text.startswith(("%", "#"))
         or (bool(template_ext) and text.endswith(template_ext))
+        # Jinja turns \r\n into \n and drops a final newline: kept exactly as literals.
+        or "\r" in text
+        or text.endswith("\n")
     )
 
 

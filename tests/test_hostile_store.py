@@ -12,7 +12,6 @@ published baseline of tests/test_bad_input.py.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import uuid
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from composer.store import CustomerRow, IntegrationRow
+from tests.airflow_render import render
 from tests.conftest import add_customer
 from tests.test_bad_input import (
     BAD,
@@ -157,11 +157,7 @@ def test_an_unlisted_legacy_file_is_refused_before_it_is_run(tmp_path, fleet_cli
 def rendered(dag_file: Path, task_id: str, secret_env: pytest.MonkeyPatch):
     """The task as Airflow renders it for a run on 2024-05-01, with a real connection
     (from the environment, as the Secret Manager backend would serve it)."""
-    import uuid as uuid_
-
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.sdk.api.datamodels._generated import DagRun, TIRunContext
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
     secret_env.setenv(
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
@@ -170,36 +166,7 @@ def rendered(dag_file: Path, task_id: str, secret_env: pytest.MonkeyPatch):
     bag = DagBag(dag_folder=str(dag_file))
     assert bag.import_errors == {}
     dag = next(iter(bag.dags.values()))
-    task = dag.get_task(task_id)
-    when = dt.datetime(2024, 5, 1, 3, 0, tzinfo=dt.UTC)
-    run = DagRun(
-        dag_id=dag.dag_id,
-        run_id="scheduled__2024-05-01",
-        logical_date=when,
-        data_interval_start=when,
-        data_interval_end=when,
-        run_after=when,
-        start_date=when,
-        end_date=None,
-        run_type="scheduled",
-        state="running",
-        consumed_asset_events=[],
-        partition_key=None,
-    )
-    ti = RuntimeTaskInstance.model_construct(
-        id=uuid_.uuid4(),
-        task_id=task_id,
-        dag_id=dag.dag_id,
-        run_id=run.run_id,
-        try_number=1,
-        map_index=-1,
-        task=task,
-        max_tries=0,
-        start_date=when,
-        _ti_context_from_server=TIRunContext(dag_run=run, max_tries=0),
-    )
-    ti.render_templates()
-    return ti.task
+    return render(dag.get_task(task_id))[0]
 
 
 def test_a_store_value_in_a_templated_field_renders_as_its_literal_text(
