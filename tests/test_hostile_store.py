@@ -186,7 +186,9 @@ def test_a_store_value_in_a_templated_field_renders_as_its_literal_text(
                         "input_data": {"day": "{{ ds }}", "raw": "{% raw %}" + READS_A_SECRET},
                         "api_version": READS_A_SECRET,  # not a templated field
                     }
-                }
+                },
+                # Ends with one of BigQueryCheckOperator's template_ext: a file to render.
+                "grades_loaded": {"args": {"sql": "planted.sql"}},
             },
         ),
     )
@@ -201,6 +203,8 @@ def test_a_store_value_in_a_templated_field_renders_as_its_literal_text(
     assert export.input_data["day"] == "2024-05-01"
     assert export.input_data["raw"] == "{% raw %}" + READS_A_SECRET
     assert export.api_version == READS_A_SECRET
+    check = rendered(target / BAD / f"{BAD}__main.py", "grades.quality.grades_loaded", monkeypatch)
+    assert check.sql == "planted.sql"
     assert PASSWORD not in repr(vars(export)) + repr(vars(extract))
 
 
@@ -317,3 +321,19 @@ def test_validate_refuses_the_same_rows_and_writes_nothing(tmp_path, fleet_cli, 
         "customer's namespace 'district_tenant_b'",
     ]
     assert not (tmp_path / "dags").exists()
+
+
+def test_a_param_the_template_declares_a_runtime_expression_is_rendered_by_airflow(
+    tmp_path, fleet_cli, baseline, monkeypatch
+):
+    declare = edit_template(
+        "custom_sync.yaml",
+        'extract_name: {default: "extract_{customer_key}"}',
+        'extract_name: {default: "extract_{customer_key}", runtime: true}',
+    )
+    day_before = "extract_{{ macros.ds_add(ds, -1) | replace('-', '') }}"
+    edit = integration("custom", params=json.dumps({"extract_name": day_before}))
+    outcome = sync(tmp_path, fleet_cli, baseline, edit, declare)
+    assert outcome.code == 0, outcome.errors
+    extract = rendered(tmp_path / "dags" / BAD / f"{BAD}__custom.py", "run_extract", monkeypatch)
+    assert "district_bad_isd.extract_20240430`" in extract.configuration["query"]["query"]
