@@ -81,6 +81,9 @@ class FleetBuilder:
             digest.update(
                 _file_digest(self.templates_dir / "legacy" / customer.legacy_dag_file).encode()
             )
+        if any(i.task_overrides for i in customer.integrations):
+            # Which operators an override may name depends on every template.
+            digest.update("\n".join(sorted(self.composer.operator_allow_list())).encode())
         return digest.hexdigest()
 
     @property

@@ -386,7 +386,9 @@ class Composer:
         except TemplateError as exc:
             self._fail(customer, integration, exc.field, str(exc))
 
-    def _allowed(self) -> frozenset[str]:
+    def operator_allow_list(self) -> frozenset[str]:
+        """The operators a store value may name (every template's, setup tasks',
+        fleet.yaml `operators:`): a customer with overrides depends on all of them."""
         if self._allowed_operators is None:
             self._allowed_operators = allowed_operators(self.settings, self.templates)
         return self._allowed_operators
@@ -402,7 +404,7 @@ class Composer:
                 continue
             if isinstance(patch.get("operator"), str) and DOTTED_RE.match(patch["operator"]):
                 # (anything else is refused by check_tasks, also before any import)
-                problem = operator_problem(patch["operator"], self._allowed())
+                problem = operator_problem(patch["operator"], self.operator_allow_list())
                 if problem:
                     self._fail(customer, integration, f"task_overrides.{task_id}.operator", problem)
             args = patch.get("args")
