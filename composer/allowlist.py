@@ -8,9 +8,13 @@ anything is imported (importing a module runs it: `antigravity` opens a browser)
 - callables (`*_callback` arguments): fleet.yaml and the template's `imports:`;
 - legacy files: fleet.yaml `legacy_files:` names the one customer that may publish
   each file, so no customer can publish (and run) another's legacy DAG.
+An override also cannot choose the credentials or the place a task runs with: see
+`override_arg_problem`.
 """
 
 from __future__ import annotations
+
+import re
 
 from composer.model import Customer
 from composer.settings import FleetSettings
@@ -31,6 +35,30 @@ CALLBACK_KEYS = frozenset(
 def is_callback(arg: str) -> bool:
     """Arguments whose value names a callable by dotted path (written as an import)."""
     return arg in CALLBACK_KEYS or arg.endswith("_callback")
+
+
+# BaseOperator arguments that choose the unix user, executor settings or worker queue a
+# task runs with: the templates and fleet settings set them, never a store row.
+EXECUTION_ARGS = frozenset({"run_as_user", "executor_config", "queue"})
+_ONE_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def override_arg_problem(arg: str, value: object) -> str | None:
+    """Why an override may not set this argument to this value. Removing it (null) is
+    always fine; a connection may only be a `{param}` reference, so it goes through
+    the param's type and tenant namespace (fleet.yaml pins `gcp_conn_id`)."""
+    if value is None:
+        return None
+    if arg in EXECUTION_ARGS:
+        return "is set by the templates and fleet settings only, not by a task override"
+    if arg.endswith("conn_id") or arg == "impersonation_chain":
+        if isinstance(value, str) and _ONE_PLACEHOLDER.fullmatch(value):
+            return None
+        return (
+            "chooses credentials: an override may only remove it (null) or name a "
+            "param ({gcp_conn_id}), whose value is checked against the tenant's namespace"
+        )
+    return None
 
 
 def allowed_operators(settings: FleetSettings, templates: TemplateCatalog) -> frozenset[str]:

@@ -18,6 +18,7 @@ from composer.allowlist import (
     callable_problem,
     is_callback,
     operator_problem,
+    override_arg_problem,
 )
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
@@ -408,6 +409,12 @@ class Composer:
                 if problem:
                     self._fail(customer, integration, f"task_overrides.{task_id}.operator", problem)
             args = patch.get("args")
+            for key in sorted(args) if isinstance(args, dict) else []:
+                problem = override_arg_problem(key, args[key])
+                if problem:
+                    self._fail(
+                        customer, integration, f"task_overrides.{task_id}.args.{key}", problem
+                    )
             for key in sorted(a for a in args if is_callback(a)) if isinstance(args, dict) else []:
                 value = args[key]
                 for path in value if isinstance(value, list) else [value]:

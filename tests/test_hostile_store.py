@@ -105,6 +105,29 @@ def test_an_override_cannot_add_a_shell_command_to_the_workers(
     assert not any(b"evil.example" in content for content in outcome.files.values())
 
 
+@pytest.mark.parametrize(
+    ("arg", "value", "message"),
+    [
+        ("gcp_conn_id", "austin_isd_gcp", "chooses credentials"),
+        ("impersonation_chain", ["sa@other.iam.gserviceaccount.com"], "chooses credentials"),
+        ("run_as_user", "root", "not by a task override"),
+        ("queue", "privileged", "not by a task override"),
+    ],
+)
+def test_an_override_cannot_choose_the_credentials_or_the_place_a_task_runs_with(
+    arg, value, message, tmp_path, fleet_cli, baseline
+):
+    patch = {"export_grades": {"args": {arg: value}}}
+    outcome = sync(tmp_path, fleet_cli, baseline, overrides("grades", patch))
+    field = f"task_overrides.export_grades.args.{arg}"
+    assert_set_aside(outcome, baseline, (E(BAD, "grades", field, message),))
+
+
+def test_an_override_may_name_a_connection_through_its_scoped_param(tmp_path, fleet_cli, baseline):
+    patch = {"export_grades": {"args": {"gcp_conn_id": "{gcp_conn_id}"}}}
+    assert sync(tmp_path, fleet_cli, baseline, overrides("grades", patch)).code == 0
+
+
 def test_a_callback_outside_the_imports_is_refused_before_it_is_imported(
     probe_module, tmp_path, fleet_cli, baseline
 ):
