@@ -471,6 +471,8 @@ class Composer:
         if not args or inert is None:
             return self._substitute(customer, integration, field, task, resolver)
         fields, ext = self._templated(customer, integration, field, task["operator"])
+        if inert(ext) is resolver:  # no store text to make inert: one pass
+            return self._substitute(customer, integration, field, task, resolver)
         out = self._substitute(
             customer, integration, field, {k: v for k, v in task.items() if k != "args"}, resolver
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from composer.inert import SAFE_MACRO
@@ -52,7 +53,7 @@ class ParamTypeError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: a cheap cache key
 class ParamType:
     kind: str = "string"
     enum: tuple[Any, ...] | None = None
@@ -89,7 +90,19 @@ def parse_param_type(spec: dict[str, Any]) -> ParamType | None:
 
 
 def type_problem(ptype: ParamType, value: Any) -> str | None:
-    """Why `value` is not of the declared type (None when it is)."""
+    """Why `value` is not of the declared type (None when it is). Cached for text: most
+    values are the same fleet and template defaults for every customer."""
+    if isinstance(value, str):
+        return _text_problem(ptype, value)
+    return _type_problem(ptype, value)
+
+
+@lru_cache(maxsize=65536)
+def _text_problem(ptype: ParamType, value: str) -> str | None:
+    return _type_problem(ptype, value)
+
+
+def _type_problem(ptype: ParamType, value: Any) -> str | None:
     if ptype.enum is not None:
         return None if value in ptype.enum else f"must be one of {list(ptype.enum)}"
     if ptype.kind == "int":

@@ -192,17 +192,25 @@ class LayeredResolver(ParamResolver):
         self._inert: dict[tuple[str, ...], ParamResolver] = {}
 
     def inert(self, template_ext: tuple[str, ...] = ()) -> ParamResolver:
+        """Itself when no store text needs changing (the common case: nothing is
+        resolved twice)."""
         if template_ext not in self._inert:
             raw, fixed, store, runtime = self._layers
-            safe_raw = dict(raw)
-            safe_raw.update(
-                {n: inert_value(v, template_ext) for n, v in store.items() if n not in runtime}
+            changed = {
+                n: safe
+                for n, v in store.items()
+                if n not in runtime and (safe := inert_value(v, template_ext)) != v
+            }
+            changed_fixed = {
+                n: safe
+                for n in _STORE_BUILTINS
+                if n in fixed and (safe := inert_value(fixed[n], template_ext)) != fixed[n]
+            }
+            self._inert[template_ext] = (
+                ParamResolver({**raw, **changed}, {**fixed, **changed_fixed})
+                if changed or changed_fixed
+                else self
             )
-            safe_fixed = dict(fixed)
-            safe_fixed.update(
-                {n: inert_value(fixed[n], template_ext) for n in _STORE_BUILTINS if n in fixed}
-            )
-            self._inert[template_ext] = ParamResolver(safe_raw, safe_fixed)
         return self._inert[template_ext]
 
 
@@ -232,15 +240,10 @@ def check_values(
     for name in raw:
         owner = integration.integration_id if integration and name in integration.params else None
         ptype = declared_type(settings, template, name)
-        if ptype is not None:
-            problem = type_problem(ptype, resolver(name))
-            if problem:
-                raise invalid(
-                    customer.customer_id,
-                    owner,
-                    f"params.{name}",
-                    f"{shown(resolver(name))} {problem}",
-                )
+        problem = type_problem(ptype, resolver(name)) if ptype is not None else None
+        if problem:
+            value = shown(resolver(name))
+            raise invalid(customer.customer_id, owner, f"params.{name}", f"{value} {problem}")
         if name in settings.tenant_namespaces and name in store:
             _check_namespace(settings, customer, owner, name, resolver(name))
 
