@@ -417,14 +417,11 @@ class Composer:
                     )
             for key in sorted(a for a in args if is_callback(a)) if isinstance(args, dict) else []:
                 value = args[key]
-                for path in value if isinstance(value, list) else [value]:
-                    if value is not None and callable_problem(path, callables):
-                        self._fail(
-                            customer,
-                            integration,
-                            f"task_overrides.{task_id}.args.{key}",
-                            str(callable_problem(path, callables)),
-                        )
+                for path in [] if value is None else value if isinstance(value, list) else [value]:
+                    problem = callable_problem(path, callables)
+                    if problem:
+                        where = f"task_overrides.{task_id}.args.{key}"
+                        self._fail(customer, integration, where, problem)
 
     def _inert_overrides(
         self, customer: Customer, integration: Integration, template: Template, overrides: dict
@@ -436,7 +433,7 @@ class Composer:
             if not isinstance(patch, dict) or not isinstance(patch.get("args"), dict):
                 continue
             operator = patch.get("operator") or template.tasks.get(task_id, {}).get("operator")
-            if not isinstance(operator, str):
+            if not isinstance(operator, str) or not DOTTED_RE.match(operator):
                 continue  # check_tasks reports it
             fields, ext = self._templated(
                 customer, integration, f"task_overrides.{task_id}", operator
