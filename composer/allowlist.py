@@ -18,7 +18,7 @@ import re
 
 from composer.model import Customer
 from composer.settings import FleetSettings
-from composer.templates import TemplateCatalog, TemplateError
+from composer.templates import DOTTED_RE, TemplateCatalog, TemplateError
 
 CALLBACK_KEYS = frozenset(
     {
@@ -90,6 +90,14 @@ def callable_problem(path: object, allowed: set[str] | frozenset[str]) -> str | 
     return f"{path!r} is not a callable listed under the template's or fleet's imports"
 
 
+def callables_problem(value: object, allowed: set[str] | frozenset[str]) -> str | None:
+    """The first callable a `*_callback` value (a path, a list of them, or null to
+    remove it) names that is not allowed."""
+    paths = [] if value is None else value if isinstance(value, list) else [value]
+    problems = (callable_problem(path, allowed) for path in paths)
+    return next((problem for problem in problems if problem), None)
+
+
 def legacy_problem(settings: FleetSettings, customer: Customer) -> str | None:
     """Whether this customer may publish the legacy file it names (no file is read)."""
     name = customer.legacy_dag_file
@@ -101,3 +109,29 @@ def legacy_problem(settings: FleetSettings, customer: Customer) -> str | None:
     if owner is None:
         return f"{name} is not listed under legacy_files in fleet.yaml"
     return f"{name} is the legacy file of customer {owner} (fleet.yaml legacy_files)"
+
+
+def override_problem(
+    overrides: dict, operators: frozenset[str], callables: set[str]
+) -> tuple[str, str] | None:
+    """(field, why) of the first name in a task_overrides column that is not allowed:
+    an operator, an argument an override may not set, a callable. Pure: nothing is
+    imported, so it runs before anything is."""
+    for task_id, patch in overrides.items():
+        if not isinstance(patch, dict):
+            continue
+        where = f"task_overrides.{task_id}"
+        operator = patch.get("operator")
+        # A non-dotted name is refused by the shape check, also before any import.
+        if isinstance(operator, str) and DOTTED_RE.match(operator):
+            problem = operator_problem(operator, operators)
+            if problem:
+                return f"{where}.operator", problem
+        args = patch.get("args") if isinstance(patch.get("args"), dict) else {}
+        for key in sorted(args):
+            problem = override_arg_problem(key, args[key]) or (
+                callables_problem(args[key], callables) if is_callback(key) else None
+            )
+            if problem:
+                return f"{where}.args.{key}", problem
+    return None

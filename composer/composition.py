@@ -16,9 +16,9 @@ from composer import params as layers
 from composer.allowlist import (
     allowed_operators,
     callable_problem,
+    callables_problem,
     is_callback,
-    operator_problem,
-    override_arg_problem,
+    override_problem,
 )
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
@@ -400,28 +400,9 @@ class Composer:
         """Every operator and callable an override names is on the allow-lists, checked
         before anything is imported (composer/allowlist.py)."""
         callables = set(self.settings.imports) | set(template.imports)
-        for task_id, patch in overrides.items():
-            if not isinstance(patch, dict):
-                continue
-            if isinstance(patch.get("operator"), str) and DOTTED_RE.match(patch["operator"]):
-                # (anything else is refused by check_tasks, also before any import)
-                problem = operator_problem(patch["operator"], self.operator_allow_list())
-                if problem:
-                    self._fail(customer, integration, f"task_overrides.{task_id}.operator", problem)
-            args = patch.get("args")
-            for key in sorted(args) if isinstance(args, dict) else []:
-                problem = override_arg_problem(key, args[key])
-                if problem:
-                    self._fail(
-                        customer, integration, f"task_overrides.{task_id}.args.{key}", problem
-                    )
-            for key in sorted(a for a in args if is_callback(a)) if isinstance(args, dict) else []:
-                value = args[key]
-                for path in [] if value is None else value if isinstance(value, list) else [value]:
-                    problem = callable_problem(path, callables)
-                    if problem:
-                        where = f"task_overrides.{task_id}.args.{key}"
-                        self._fail(customer, integration, where, problem)
+        found = override_problem(overrides, self.operator_allow_list(), callables)
+        if found:
+            self._fail(customer, integration, *found)
 
     def _inert_overrides(
         self, customer: Customer, integration: Integration, template: Template, overrides: dict
@@ -495,10 +476,9 @@ class Composer:
         allowed: set[str],
     ) -> dict[str, Any]:
         for key in sorted(a for a in args if is_callback(a)):  # before anything is imported
-            for path in args[key] if isinstance(args[key], list) else [args[key]]:
-                problem = callable_problem(path, allowed)
-                if problem:
-                    self._fail(customer, integration, f"{field}.args.{key}", problem)
+            problem = callables_problem(args[key], allowed)
+            if problem:
+                self._fail(customer, integration, f"{field}.args.{key}", problem)
         try:
             unknown = self.operators.unknown_arguments(operator, set(args))
         except UnknownOperator as exc:
