@@ -22,7 +22,7 @@ from composer.allowlist import (
 )
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
-from composer.inert import inert_value
+from composer.inert import inert_overrides
 from composer.model import (  # RESERVED_INTEGRATION_IDS: re-exported, checked in model
     RESERVED_INTEGRATION_IDS,  # noqa: F401
     Customer,
@@ -38,7 +38,7 @@ from composer.substitution import (
     placeholders,
     substitute,
 )
-from composer.templates import DOTTED_RE, Template, TemplateCatalog, TemplateError, check_tasks
+from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
 
 ROLLUP_ID = "rollup"
 SETUP_GROUP = ""
@@ -407,22 +407,14 @@ class Composer:
     def _inert_overrides(
         self, customer: Customer, integration: Integration, template: Template, overrides: dict
     ) -> dict:
-        """The overrides with the text of every argument that lands in a templated field
-        made inert for Jinja: an override is a store value (composer/inert.py)."""
-        out = copy.deepcopy(overrides)
-        for task_id, patch in out.items():
-            if not isinstance(patch, dict) or not isinstance(patch.get("args"), dict):
-                continue
-            operator = patch.get("operator") or template.tasks.get(task_id, {}).get("operator")
-            if not isinstance(operator, str) or not DOTTED_RE.match(operator):
-                continue  # check_tasks reports it
-            fields, ext = self._templated(
-                customer, integration, f"task_overrides.{task_id}", operator
-            )
-            patch["args"] = {
-                k: inert_value(v, ext) if k in fields else v for k, v in patch["args"].items()
-            }
-        return out
+        """An override is a store value: its text is made inert for Jinja where it lands
+        in a templated field (composer/inert.py)."""
+
+        def templated(task_id: str, operator: str) -> tuple[frozenset[str], tuple[str, ...]]:
+            where = f"task_overrides.{task_id}"
+            return self._templated(customer, integration, where, operator)
+
+        return inert_overrides(overrides, template.tasks, templated)
 
     def _templated(
         self, customer: Customer, integration: Integration | None, field: str, operator: str

@@ -14,7 +14,9 @@ Jinja would normalise `\r\n` and drop a final newline: such text is wrapped too.
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 from composer.substitution import segments
@@ -92,3 +94,28 @@ def inert_value(value: Any, template_ext: tuple[str, ...] = ()) -> Any:
     if isinstance(value, list | tuple):
         return [inert_value(item, template_ext) for item in value]
     return value
+
+
+def inert_overrides(
+    overrides: dict,
+    template_tasks: dict[str, dict[str, Any]],
+    templated: Callable[[str, str], tuple[frozenset[str], tuple[str, ...]]],
+) -> dict:
+    """A task_overrides patch with the text of every argument that lands in its task's
+    templated fields made inert; `templated(task_id, operator)` gives an operator's
+    template fields and extensions. Arguments outside them are kept exactly."""
+    out = copy.deepcopy(overrides)
+    for task_id, patch in out.items():
+        if not isinstance(patch, dict) or not isinstance(patch.get("args"), dict):
+            continue
+        operator = patch.get("operator") or template_tasks.get(task_id, {}).get("operator")
+        if not isinstance(operator, str) or not _DOTTED.fullmatch(operator):
+            continue  # the shape check reports it
+        fields, ext = templated(task_id, operator)
+        patch["args"] = {
+            k: inert_value(v, ext) if k in fields else v for k, v in patch["args"].items()
+        }
+    return out
+
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
