@@ -4,63 +4,178 @@ exit codes (0 ok, 1 invalid config, 2 usage, 3 store or target failure / refused
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import tomllib
 from pathlib import Path
 
-from composer.errors import BuildFailed, ConfigError, SettingsError, StoreError, TargetError
+from composer.errors import (
+    BadUrl,
+    BuildFailed,
+    ConfigError,
+    PruneRefused,
+    SettingsError,
+    StoreError,
+    TargetError,
+)
 
 DEFAULT_STORE = "sqlite:///fleet.db"
 DEFAULT_TARGET = "file://./build/dags"
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
+MAX_JOBS = 64  # parallel uploads: the GCS client's connection pool (targets/gcs.py)
+MAX_BUILD_JOBS = 64  # build worker processes
+EPILOG = """\
+exit codes:
+  0  ok
+  1  invalid config: valid customers are still published (unless --strict); an
+     invalid customer's published files stay exactly as they were
+  2  usage: a bad option, store or target URL, or an unknown customer; also
+     `plan --detailed-exitcode` when there are changes (as terraform plan)
+  3  store or target failure, target locked by another run, or a removal refused
+     without --force-prune: nothing was changed
+
+environment (an option wins over its variable):
+  FLEET_STORE       store URL (default sqlite:///fleet.db, relative to the working
+                    directory; an absolute path takes four slashes: sqlite:////abs/fleet.db)
+  FLEET_TARGET      target URL (default file://./build/dags)
+  FLEET_TEMPLATES   templates folder (default ./templates)
+  FLEET_BUILD_JOBS  build worker processes (default: one per core)
+  FLEET_CACHE_DIR   operator cache folder (default ~/.cache/dagfleet; "off" disables it)
+  STORAGE_EMULATOR_HOST, SPANNER_EMULATOR_HOST  use local emulators instead of Google Cloud
+"""
+
+
+def _bounded(low: int, high: int):
+    """An argparse type: an int in [low, high] (else a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{value:g} is not between 0 and 86400 seconds")
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"fleet (dagfleet) {version('dagfleet')}"
+    except PackageNotFoundError:  # the package copied beside the DAGs, not installed
+        return "fleet (dagfleet) unknown version"
 
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", default=None, help=f"store URL (default {DEFAULT_STORE})")
     common.add_argument(
-        "--target", default=DEFAULT_TARGET, help=f"target URL (default {DEFAULT_TARGET})"
+        "--store", default=None, help=f"store URL (default $FLEET_STORE, else {DEFAULT_STORE})"
     )
     common.add_argument(
-        "--templates", type=Path, default=None, help="templates folder (default ./templates)"
+        "--target",
+        default=None,
+        help=f"target URL (default $FLEET_TARGET, else {DEFAULT_TARGET})",
+    )
+    common.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        help="templates folder (default $FLEET_TEMPLATES, else ./templates)",
     )
     common.add_argument(
         "--build-jobs",
-        type=int,
+        type=_bounded(1, MAX_BUILD_JOBS),
         default=None,
         metavar="N",
-        help="processes that build customers when many changed (default: one per core)",
+        help="processes that build customers when many changed (default: $FLEET_BUILD_JOBS, "
+        f"else one per core; 1 to {MAX_BUILD_JOBS})",
     )
+    fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="fleet", description="Generate and publish the Airflow DAG fleet."
+        prog="fleet",
+        description="Generate and publish the Airflow DAG fleet.",
+        epilog=EPILOG,
+        formatter_class=fmt,
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("validate", parents=[common], help="check every customer; write nothing")
-    render = sub.add_parser("render", parents=[common], help="print one customer's files")
+
+    def command(name: str, help: str, parents: list | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            parents=[common] if parents is None else parents,
+            help=help,
+            description=help,
+            epilog=EPILOG,
+            formatter_class=fmt,
+        )
+
+    command("validate", "check every customer; write nothing")
+    render = command("render", "print one customer's files")
     render.add_argument("customer_id")
-    plan = sub.add_parser("plan", parents=[common], help="show what a sync would change")
+    plan = command("plan", "show what a sync would change; write nothing")
     plan.add_argument("--diff", action="store_true", help="show unified diffs")
     plan.add_argument(
         "--detailed-exitcode",
         action="store_true",
         help="exit 2 when there are changes (as terraform plan)",
     )
-    sync = sub.add_parser("sync", parents=[common], help="publish the fleet to the target")
+    plan.add_argument(
+        "--force-prune",
+        action="store_true",
+        help="plan as `sync --force-prune` would (else a large removal exits 3)",
+    )
+    sync = command("sync", "publish the fleet to the target")
     sync.add_argument(
         "--strict", action="store_true", help="publish nothing when any customer is invalid"
     )
     sync.add_argument(
         "--force-prune", action="store_true", help="allow removing more than 10%% of the fleet"
     )
-    sync.add_argument("--jobs", type=int, default=16, help="parallel uploads (default 16)")
-    store = sub.add_parser("store", help="manage the store")
+    sync.add_argument(
+        "--jobs",
+        type=_bounded(1, MAX_JOBS),
+        default=16,
+        metavar="N",
+        help=f"parallel uploads (default 16; 1 to {MAX_JOBS})",
+    )
+    sync.add_argument(
+        "--lock-wait",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for another run publishing to a local target (default 60)",
+    )
+    store = command("store", "manage the store", parents=[])
     store_sub = store.add_subparsers(dest="store_command", required=True)
-    init = store_sub.add_parser("init", parents=[common], help="create the schema")
+    init = store_sub.add_parser(
+        "init",
+        parents=[common],
+        help="create the schema",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
     init.add_argument(
         "--demo", action="store_true", help="also insert the demo fleet from examples/"
     )
-    deploy = sub.add_parser(
-        "deploy", help="copy the meta-DAG, the composer package and the templates to a DAG folder"
+    deploy = command(
+        "deploy",
+        "copy the meta-DAG, the composer package and the templates to a DAG folder",
+        parents=[],
     )
     deploy.add_argument(
         "dags_url",
@@ -77,7 +192,13 @@ def _parser() -> argparse.ArgumentParser:
         help=".airflowignore syntax of the environment (default: glob when fleet.yaml "
         "airflow_target is 3, regexp when 2)",
     )
-    deploy.add_argument("--jobs", type=int, default=16, help="parallel uploads (default 16)")
+    deploy.add_argument(
+        "--jobs",
+        type=_bounded(1, MAX_JOBS),
+        default=16,
+        metavar="N",
+        help=f"parallel uploads (default 16; 1 to {MAX_JOBS})",
+    )
     deploy.add_argument("--dry-run", action="store_true", help="show the changes; write nothing")
     return parser
 
@@ -91,27 +212,51 @@ def _errors(errors: list[ConfigError]) -> None:
         _say(f"error: {error}")
 
 
-def _store_url(args: argparse.Namespace) -> tuple[str, bool]:
-    """The store URL, and whether it may be created (only the default one may)."""
-    if args.store:
-        return args.store, False
+def _store_url(args: argparse.Namespace) -> str:
+    """--store, else $FLEET_STORE, else the default store, which is created and seeded
+    with the demo fleet only inside a dagfleet checkout (never elsewhere by surprise)."""
+    url = args.store or os.environ.get("FLEET_STORE")
+    if url:
+        return url
+    path = Path(DEFAULT_STORE.removeprefix("sqlite:///")).absolute()
+    if path.exists():
+        return DEFAULT_STORE
+    if not _in_checkout(Path.cwd()):
+        raise StoreError(
+            f"store {DEFAULT_STORE}: no such SQLite file {path}, and the demo fleet is only "
+            "seeded inside a dagfleet checkout: pass --store URL or set FLEET_STORE, or "
+            f"create it with `fleet store init --demo --store sqlite:///{path}`"
+        )
+    from composer.demo import DEMO_FILE, snapshot_from_yaml
     from composer.store import open_store
 
-    path = Path(DEFAULT_STORE.removeprefix("sqlite:///"))
-    if not path.exists():
-        from composer.demo import snapshot_from_yaml
+    store = open_store(DEFAULT_STORE, create=True)
+    store.init_schema()
+    store.insert(snapshot_from_yaml())
+    _say(f"created {path} with the demo fleet from {DEMO_FILE}")
+    return DEFAULT_STORE
 
-        store = open_store(DEFAULT_STORE, create=True)
-        store.init_schema()
-        store.insert(snapshot_from_yaml())
-        _say(f"created {path} with the demo fleet from examples/demo_fleet.yaml")
-    return DEFAULT_STORE, False
+
+def _in_checkout(folder: Path) -> bool:
+    """Whether `folder` is the root of a dagfleet checkout (its pyproject.toml)."""
+    try:
+        with open(folder / "pyproject.toml", "rb") as handle:
+            return tomllib.load(handle).get("project", {}).get("name") == "dagfleet"
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+def _target_url(args: argparse.Namespace) -> str:
+    return args.target or os.environ.get("FLEET_TARGET") or DEFAULT_TARGET
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
+    except BadUrl as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
     except (StoreError, TargetError, BuildFailed) as exc:
         _say(f"error: {exc}")
         return EXIT_FAILURE
@@ -133,22 +278,37 @@ def _run(args: argparse.Namespace) -> int:
         return _store_init(args)
     if args.command == "deploy":
         return _deploy(args)
-    store_url, create = _store_url(args)
-    if args.command in ("validate", "render"):
-        return _validate_or_render(args, store_url)
+    store_url = _store_url(args)
+    if args.command == "sync":
+        from composer.store import open_store
+        from composer.targets import open_target
+
+        open_store(store_url)  # a bad URL or a missing file fails before the target is touched
+        # Held from before the store is read until the manifest is written: a run that
+        # read an older store can never publish after a newer one.
+        with open_target(_target_url(args)).lock(args.lock_wait, on_wait=_say):
+            return _plan_or_sync(args, store_url)
+    if args.command == "plan":
+        return _plan_or_sync(args, store_url)
+    return _validate_or_render(args, store_url)
+
+
+def _plan_or_sync(args: argparse.Namespace, store_url: str) -> int:
     from composer.pipeline import apply_fleet, plan_fleet
+    from composer.publish import refusal
 
     started = time.monotonic()
-    force = getattr(args, "force_prune", False)
+    target = _target_url(args)
+    force = args.force_prune
     fleet_plan = plan_fleet(
         store_url,
-        args.target,
+        target,
         _templates(args),
         force_prune=force,
-        create_store=create,
         build_jobs=args.build_jobs,
     )
     plan = fleet_plan.plan
+    invalid = len(fleet_plan.invalid_customers)
     if args.command == "plan":
         _errors(fleet_plan.errors)
         for label, paths in (("+", plan.added), ("~", plan.changed), ("-", plan.removed)):
@@ -157,25 +317,34 @@ def _run(args: argparse.Namespace) -> int:
         if args.diff:
             sys.stdout.writelines(fleet_plan.diff())
         refused = " (removal refused without --force-prune)" if plan.prune_refused else ""
-        print(
-            f"Plan: {plan.summary()}{refused}; {len(fleet_plan.invalid_customers)} invalid customers"
-        )
+        print(f"Plan: {plan.summary()}{refused}; {invalid} invalid customers")
+        if plan.prune_refused:
+            _say(f"error: target {target}: sync would stop, {refusal(plan)}")
+            return EXIT_FAILURE
         if fleet_plan.errors:
             return EXIT_INVALID
         return 2 if args.detailed_exitcode and plan.has_changes else EXIT_OK
     if args.strict and fleet_plan.errors:
         _errors(fleet_plan.errors)
-        _say(
-            f"sync --strict: {len(fleet_plan.invalid_customers)} invalid customers, nothing published"
-        )
+        _say(f"sync --strict: {invalid} invalid customers, nothing published")
         return EXIT_INVALID
     try:
-        result = apply_fleet(fleet_plan, jobs=args.jobs, force_prune=force)
-    finally:
+        result = apply_fleet(fleet_plan, jobs=args.jobs, force_prune=force, lock_wait=0)
+    except PruneRefused as exc:
+        _errors(fleet_plan.errors)
+        _say(f"error: target {target}: {exc}")
+        print(
+            f"Not synced {target}: nothing changed (the plan: {plan.summary()}); "
+            f"{invalid} invalid customers, in {time.monotonic() - started:.1f}s"
+        )
+        return EXIT_FAILURE
+    except BaseException:
         _errors(fleet_plan.errors)  # planning's, and any found while applying
+        raise
+    _errors(fleet_plan.errors)
     elapsed = time.monotonic() - started
     print(
-        f"Synced {args.target}: {len(plan.added)} added, {len(plan.changed)} changed, "
+        f"Synced {target}: {len(plan.added)} added, {len(plan.changed)} changed, "
         f"{result.deleted} removed, {plan.unchanged} unchanged; "
         f"{len(fleet_plan.builder.customer_ids())} customers published, "
         f"{len(fleet_plan.invalid_customers)} invalid, in {elapsed:.1f}s"
@@ -193,7 +362,7 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
         errors = [e for e in builder.errors if e.customer_id == cid]
         if not errors and cid not in builder.fleet.customers:
             _say(f"error: customer {cid}: not in the store")
-            return EXIT_INVALID
+            return EXIT_USAGE
         if not errors and not builder.fleet.customers[cid].active:
             _say(f"customer {cid} is inactive: it has no files")
             return EXIT_OK
@@ -215,9 +384,9 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
             files += len(build.files)
     _errors(errors)
     invalid = len({e.customer_id for e in errors})
-    print(
-        f"Validated {len(builder.fleet.customers) + invalid} customers: {files} files, {invalid} invalid customers"
-    )
+    # Every row once, whether it failed in the model (not in fleet.customers) or later.
+    customers = len({c.customer_id for c in builder.snapshot.customers})
+    print(f"Validated {customers} customers: {files} files, {invalid} invalid customers")
     return EXIT_INVALID if errors else EXIT_OK
 
 
@@ -242,7 +411,7 @@ def _deploy(args: argparse.Namespace) -> int:
 def _store_init(args: argparse.Namespace) -> int:
     from composer.store import open_store
 
-    url = args.store or DEFAULT_STORE
+    url = args.store or os.environ.get("FLEET_STORE") or DEFAULT_STORE
     store = open_store(url, create=url.startswith("sqlite:///"))
     store.init_schema()
     print(f"Schema applied to {url}")

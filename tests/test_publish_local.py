@@ -48,7 +48,7 @@ def test_output_is_byte_identical_across_runs(tmp_path, demo_snapshot):
     sync(store, tmp_path / "a")
     sync(store, tmp_path / "b")
     a, b = snapshot_files(tmp_path / "a"), snapshot_files(tmp_path / "b")
-    assert len(a) == 28  # 26 DAG files, the manifest and .airflowignore
+    assert len(a) == 29  # 26 DAG files, the manifest, .airflowignore and the (empty) lock
     assert a == b
 
 

@@ -19,10 +19,10 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from composer.errors import TargetError
+from composer.errors import TargetError, TargetUrlError
 from composer.targets import ObjectState
 
 TIMEOUT = (10.0, 60.0)  # seconds: (connect, read) per HTTP request
@@ -45,7 +45,7 @@ def parse_gs_url(url: str) -> tuple[str, str]:
     bucket, _, prefix = rest.partition("/")
     prefix = prefix.strip("/")
     if not url.startswith("gs://") or not _BUCKET.fullmatch(bucket) or "//" in prefix:
-        raise TargetError(f"invalid target URL {url!r}: expected gs://bucket/prefix")
+        raise TargetUrlError(f"invalid target URL {url!r}: expected gs://bucket/prefix")
     return bucket, prefix
 
 
@@ -165,6 +165,16 @@ class GcsTarget:
                 return
             except PreconditionFailed:
                 raise TargetError(self._conflict(path, "delete", match)) from None
+
+    def lock(
+        self,
+        wait: float,
+        *,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> contextlib.AbstractContextManager[None]:
+        """No lock object in the bucket: every write and delete is conditional on the
+        generation the plan listed, so of two overlapping runs the later one stops."""
+        return contextlib.nullcontext()
 
     # -- internals -------------------------------------------------------------------
 
