@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,35 @@ def test_a_local_write_refuses_a_file_changed_since_the_listing(tmp_path):
         target.write("c/new.py", b"x = 1\n", None)
     assert (root / "c" / "a.py").read_bytes() == b"edited meanwhile\n"
     assert (root / "c" / "new.py").read_bytes() == b"written by someone else\n"
+
+
+def test_a_sigkill_during_apply_leaves_no_partial_file_and_the_next_run_converges(tmp_path):
+    """A real `fleet sync` process killed while it writes: every DAG file on disk is
+    whole, and the next run (taking over the dead run's lock) completes the fleet."""
+    from bench.fleetgen import write_store
+
+    store = write_store(tmp_path / "fleet.db", 80)
+    target = tmp_path / "dags"
+    env = {**os.environ, "FLEET_STORE": store, "FLEET_TARGET": f"file://{target}"}
+    argv = [sys.executable, "-m", "composer.cli", "sync", "--jobs", "1", "--build-jobs", "1"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        while proc.poll() is None and len(fleet_files(target) if target.exists() else ()) < 20:
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
+    on_disk = {p: (target / p).read_bytes() for p in fleet_files(target)}
+    assert 20 <= len(on_disk) < 240  # killed mid-apply
+
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert fleet_files(target) == owned(target) and len(owned(target)) == 240
+    for path, data in on_disk.items():  # what the killed run wrote was already whole
+        assert (target / path).read_bytes() == data
+    assert not list(target.rglob(f"{TMP_PREFIX}*"))
+    again = subprocess.run(
+        [*argv[:3], "plan", "--detailed-exitcode"], cwd=tmp_path, env=env, capture_output=True
+    )
+    assert again.returncode == 0
