@@ -99,19 +99,20 @@ def _run(args: argparse.Namespace) -> int:
         return _store_init(args)
     if args.command == "deploy":
         return _deploy(args)
-    store_url = _store_url(args)
-    if args.command == "sync":
-        from composer.store import open_store
-        from composer.targets import open_target
+    if args.command in ("validate", "render"):
+        return _validate_or_render(args, _store_url(args))
+    from composer.store import open_store
+    from composer.targets import open_target
 
-        open_store(store_url)  # a bad URL or a missing file fails before the target is touched
-        # Held from before the store is read until the manifest is written: a run that
-        # read an older store can never publish after a newer one.
-        with open_target(_target_url(args)).lock(args.lock_wait, on_wait=_say):
-            return _plan_or_sync(args, store_url)
+    target = open_target(_target_url(args))  # parses the URL: no I/O yet
+    store_url = _store_url(args)
     if args.command == "plan":
         return _plan_or_sync(args, store_url)
-    return _validate_or_render(args, store_url)
+    open_store(store_url)  # a bad URL or a missing file fails before the target is touched
+    # Held from before the store is read until the manifest is written: a run that read
+    # an older store can never publish after a newer one.
+    with target.lock(args.lock_wait, on_wait=_say):
+        return _plan_or_sync(args, store_url)
 
 
 def _plan_or_sync(args: argparse.Namespace, store_url: str) -> int:
