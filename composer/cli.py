@@ -236,7 +236,8 @@ def _store_init(args: argparse.Namespace) -> int:
     url = args.store or os.environ.get("FLEET_STORE") or DEFAULT_STORE
     store = open_store(url, create=url.startswith("sqlite:///"))
     store.init_schema()
-    print(f"Schema applied to {url}")
+    where = getattr(store, "path", None)  # an SQLite file: say which one
+    print(f"Schema applied to {url}" + (f" ({where})" if where else ""))
     if args.demo:
         from composer.demo import snapshot_from_yaml
 

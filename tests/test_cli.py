@@ -198,6 +198,10 @@ def test_a_relative_store_path_error_shows_the_resolved_file_and_the_absolute_fo
         f"sqlite:///{tmp_path}/tmp/x.db`"
     )
     assert not (tmp_path / "tmp").exists()
+    code, out, _ = fleet_cli("store", "init", "--store", "sqlite:///tmp/x.db")
+    assert (
+        code == 0 and out.strip() == f"Schema applied to sqlite:///tmp/x.db ({tmp_path}/tmp/x.db)"
+    )
 
 
 def test_store_errors_name_the_resolved_file(tmp_path, monkeypatch, fleet_cli):
