@@ -147,8 +147,8 @@ def _check_manifest(target: Target, listed: ObjectState | None) -> None:
     now = None if current is None else hashlib.md5(current, usedforsecurity=False).hexdigest()
     if now != (listed.md5 if listed else None):
         raise TargetError(
-            f"target {target.url}: cannot publish: another run changed {MANIFEST} since this "
-            "run listed it; nothing was written: run the sync again"
+            f"target {target.url}: cannot publish {MANIFEST}: another run changed it since "
+            "this run listed it; nothing was written: run the sync again"
         )
 
 

@@ -157,15 +157,20 @@ def test_deploy_copies_the_meta_dag_package_and_templates_once(tmp_path, fleet_c
         ["sync", "--jobs", "many"],
         ["validate", "--build-jobs", "0"],
         ["plan", "--build-jobs", "-1"],
-        ["deploy", "file:///nowhere", "--jobs", "-3"],
         ["sync", "--lock-wait", "-1"],
     ],
 )
 def test_out_of_range_job_counts_are_usage_errors(tmp_path, demo_store, args, fleet_cli):
     """`--jobs -3` used to publish, then spin at 100% CPU after the manifest."""
     code, _out, err = fleet_cli(*args, "--store", demo_store, "--target", f"file://{tmp_path}/d")
-    assert code == 2 and "argument" in err
+    assert code == 2 and f"argument {args[1]}" in err
     assert not (tmp_path / "d").exists()
+
+
+def test_deploy_job_count_is_bounded_too(tmp_path, fleet_cli):
+    code, _out, err = fleet_cli("deploy", f"file://{tmp_path}/dags", "--jobs", "-3")
+    assert code == 2 and "argument --jobs: -3 is not between 1 and 64" in err
+    assert not (tmp_path / "dags").exists()
 
 
 @pytest.mark.parametrize(
