@@ -44,6 +44,13 @@ HOLDER = textwrap.dedent(
 )
 
 
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
 def hold_lock(url: str) -> subprocess.Popen:
     """Another process holding the target's lock until it is killed."""
     proc = subprocess.Popen(
@@ -120,9 +127,11 @@ def test_a_plan_beside_a_sync_leaves_the_syncs_temp_files_alone(tmp_path, demo_s
     code, out, _ = fleet_cli("plan", "--store", demo_store, "--target", f"file://{target}")
     assert code == 0 and "0 to add, 0 to change, 0 to remove, 26 unchanged" in out
     assert in_flight.exists()
-    # a sync holding the lock removes only temp files of writers that are gone
-    sync(demo_store, target)
-    assert in_flight.exists()
+    # a sync (listing under the lock) removes only temp files of writers that are gone
+    dead = target / "dallas-isd" / f"{TMP_PREFIX}dallas-isd__main.py.{dead_pid()}-00ff"
+    dead.write_bytes(b"half a DAG")
+    assert fleet_cli("sync", "--store", demo_store, "--target", f"file://{target}")[0] == 0
+    assert in_flight.exists() and not dead.exists()
 
 
 def test_concurrent_syncs_of_an_old_and_a_new_store_never_orphan_a_customer(

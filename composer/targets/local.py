@@ -59,27 +59,29 @@ class LocalTarget:
         *,
         on_wait: Callable[[str], None] | None = None,
     ) -> Iterator[None]:
-        """Hold the folder's lock (re-entrant); TargetError naming the holder after `wait`.
-        Taking it removes the temp files of writers that are gone (a crash's leftovers)."""
-        outermost = not holds(self.root)
+        """Hold the folder's lock (re-entrant); TargetError naming the holder after `wait`."""
         with folder_lock(self.root, self.url, wait=wait, on_wait=on_wait):
-            if outermost:
-                self._sweep()
             yield
 
     def list_objects(self) -> dict[str, ObjectState]:
-        """Every file but temp files and the lock file; removes nothing, so a plan
-        running beside a sync never touches the sync's files."""
+        """Every file but temp files and the lock file. Temp files are removed only by a
+        listing under the lock (a sync's), and only those whose writer process is gone
+        (a crash's leftovers): a plan, which takes no lock, never touches a sync's files,
+        and every writer of this folder holds the lock."""
         if not self.root.exists():
             return {}
         if not self.root.is_dir():
             raise TargetError(f"target {self.url}: not a folder")
+        sweep = holds(self.root)
         found: dict[str, ObjectState] = {}
         try:
             for dirpath, _dirnames, filenames in os.walk(self.root):
                 for name in filenames:
                     full = os.path.join(dirpath, name)
                     if name.startswith(TMP_PREFIX):
+                        if sweep and not _writer_alive(name):
+                            with contextlib.suppress(FileNotFoundError):
+                                os.unlink(full)
                         continue
                     rel = os.path.relpath(full, self.root).replace(os.sep, "/")
                     if rel == LOCK_FILE:
@@ -135,19 +137,6 @@ class LocalTarget:
 
     # -- internals -------------------------------------------------------------------
 
-    def _sweep(self) -> None:
-        """Remove temp files whose writer process is gone. Only under the lock, which
-        every writer of this folder holds: a live writer's files are never touched."""
-        if not self.root.is_dir():
-            return
-        for dirpath, _dirnames, filenames in os.walk(self.root):
-            for name in filenames:
-                if name.startswith(TMP_PREFIX):
-                    pid = temp_writer_pid(name)
-                    if pid is None or not pid_alive(pid):
-                        with contextlib.suppress(OSError):
-                            os.unlink(os.path.join(dirpath, name))
-
     def _replace(self, dest: str, data: bytes) -> None:
         """Temp file, fsync, rename over `dest`, fsync the folder: after a crash the
         name holds the old bytes or the new ones, never a torn file."""
@@ -191,6 +180,11 @@ class LocalTarget:
             f"target {self.url}: cannot {'write' if wanted else 'delete'} {path}: it changed "
             f"since this run listed it ({seen}); left it as it is: run the sync again"
         )
+
+
+def _writer_alive(name: str) -> bool:
+    pid = temp_writer_pid(name)
+    return pid is not None and pid_alive(pid)
 
 
 def _md5(data: bytes) -> str:
