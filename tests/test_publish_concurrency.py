@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -259,3 +260,30 @@ def test_a_sigkill_during_apply_leaves_no_partial_file_and_the_next_run_converge
         [*argv[:3], "plan", "--detailed-exitcode"], cwd=tmp_path, env=env, capture_output=True
     )
     assert again.returncode == 0
+
+
+def test_the_lock_is_reentrant_in_one_thread_however_the_url_spells_the_folder(tmp_path):
+    """The CLI holds it across plan and apply while applying takes it again; another
+    thread of the same process is kept out like another process."""
+    root = tmp_path / "dags"
+    root.mkdir()
+    (tmp_path / "link").symlink_to(root)
+    direct, via_link = LocalTarget(f"file://{root}"), LocalTarget(f"file://{tmp_path}/link")
+    refused: list[str] = []
+
+    def other_thread() -> None:
+        try:
+            with via_link.lock(0):
+                pass
+        except TargetError as exc:
+            refused.append(str(exc))
+
+    with direct.lock(0):
+        with via_link.lock(0):
+            pass
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+    assert len(refused) == 1 and f"locked by pid {os.getpid()} on " in refused[0]
+    with via_link.lock(0):  # released by the outermost exit
+        pass

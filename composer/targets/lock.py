@@ -35,7 +35,12 @@ _held_guard = threading.Lock()
 def holds(root: Path) -> bool:
     """Whether this thread holds the lock of the folder `root`."""
     with _held_guard:
-        return (str(root / LOCK_FILE), threading.get_ident()) in _held
+        return (_lock_path(root), threading.get_ident()) in _held
+
+
+def _lock_path(root: Path) -> str:
+    """One key per folder, however the target URL spelled it (symlinks, `./`)."""
+    return os.path.join(os.path.realpath(root), LOCK_FILE)
 
 
 @contextlib.contextmanager
@@ -48,7 +53,7 @@ def folder_lock(
 ) -> Iterator[None]:
     """Hold the folder's lock; wait up to `wait` seconds for another holder, then raise
     TargetError naming it."""
-    path = str(root / LOCK_FILE)
+    path = _lock_path(root)
     key = (path, threading.get_ident())
     with _held_guard:
         if key in _held:
