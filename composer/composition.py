@@ -22,7 +22,7 @@ from composer.model import (  # RESERVED_INTEGRATION_IDS: re-exported, checked i
     Integration,
 )
 from composer.operators import OperatorCatalog, UnknownOperator
-from composer.schedule import stagger
+from composer.schedule import is_sub_daily, stagger
 from composer.settings import FleetSettings
 from composer.substitution import (
     ParamResolver,
@@ -98,7 +98,15 @@ class Composer:
                         self._block(customer, integration, template, descendants, "main")
                     )
                 else:
-                    specs.append(self._cron_dag(customer, integration, template, descendants))
+                    specs.append(
+                        self._cron_dag(
+                            customer,
+                            integration,
+                            template,
+                            descendants,
+                            with_setup=self._needs_setup(customer, integration),
+                        )
+                    )
             except InvalidConfig as exc:
                 errors.append(exc.error)
         if not customer.legacy_dag_file:
@@ -121,6 +129,17 @@ class Composer:
         return specs, list(dict.fromkeys(errors))
 
     # -- DAGs -----------------------------------------------------------------
+
+    @staticmethod
+    def _needs_setup(customer: Customer, integration: Integration) -> bool:
+        """Setup tasks (the dataset check) run in the main DAG and in every at-most-daily
+        cron DAG; a sub-daily DAG gets them only when no such DAG of its customer runs
+        them (a legacy customer with only hourly integrations), not in every hourly run."""
+        if not is_sub_daily(integration.schedule or ""):
+            return True
+        if not customer.legacy_dag_file:
+            return False
+        return not any(i.schedule and not is_sub_daily(i.schedule) for i in customer.integrations)
 
     def _main_dag(self, customer: Customer, blocks: list, descendants: list[str]) -> DagSpec:
         dag_id = main_dag_id(customer.customer_id)
@@ -149,6 +168,7 @@ class Composer:
             groups=tuple(groups),
             tasks=tuple(tasks),
             templates=tuple(sorted({t.name for _, t, _, _ in blocks})),
+            paused_at_creation=self.settings.paused_at_creation,
         )
 
     def _cron_dag(
@@ -157,11 +177,13 @@ class Composer:
         integration: Integration,
         template: Template,
         descendants: list[str],
+        *,
+        with_setup: bool = True,
     ) -> DagSpec:
         dag_id = cron_dag_id(customer.customer_id, integration.integration_id)
         _, _, block_tasks, _ = self._block(customer, integration, template, descendants, "cron")
         params = layers.for_customer(self.settings, customer, dag_id, descendants)
-        setup = self._setup_tasks(customer, params)
+        setup = self._setup_tasks(customer, params) if with_setup else []
         self._check_unique_nodes(customer, setup, [(integration, block_tasks, None)])
         resolver = layers.for_integration(
             self.settings, customer, integration, template, dag_id, descendants
@@ -190,6 +212,7 @@ class Composer:
             groups=tuple(self._inner_groups(block_tasks, ())),
             tasks=tuple([*setup, *self._after(setup, block_tasks)]),
             templates=(template.name,),
+            paused_at_creation=self.settings.paused_at_creation,
         )
 
     @staticmethod

@@ -52,6 +52,7 @@ class DagSpec:
     groups: tuple[GroupSpec, ...]
     tasks: tuple[TaskSpec, ...]
     templates: tuple[str, ...]  # template names, for the file header
+    paused_at_creation: bool = False  # fleet.yaml `paused_at_creation`
 
     @property
     def path(self) -> str:

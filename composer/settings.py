@@ -22,6 +22,7 @@ _KEYS = {
     "imports",
     "setup_tasks",
     "rollup_template",
+    "paused_at_creation",
 }
 
 
@@ -37,6 +38,8 @@ class FleetSettings:
     # Tasks placed first in every generated DAG (e.g. make sure the dataset exists).
     setup_tasks: dict[str, Any] = field(default_factory=dict)
     rollup_template: str | None = None
+    # Unpaused by default: an onboarded district runs with no human step (SPEC 4).
+    paused_at_creation: bool = False
 
 
 def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
@@ -85,6 +88,9 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         isinstance(i, str) and DOTTED_RE.match(i) for i in imports
     ):
         raise SettingsError(f"{path}: imports must be a list of dotted paths")
+    paused = raw.get("paused_at_creation", False)
+    if not isinstance(paused, bool):
+        raise SettingsError(f"{path}: paused_at_creation must be true or false")
     _check_setup_tasks(path, raw.get("setup_tasks"))
     from composer.schedule import normalize_cron
 
@@ -103,4 +109,5 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         imports=tuple(imports),
         setup_tasks=raw.get("setup_tasks") or {},
         rollup_template=raw.get("rollup_template"),
+        paused_at_creation=paused,
     )

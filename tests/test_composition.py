@@ -14,7 +14,7 @@ from composer.dagspec import DagSpec, TaskSpec
 from composer.errors import ConfigError
 from composer.model import build_fleet
 from composer.params import looks_like_credential
-from composer.schedule import stagger, stagger_offset
+from composer.schedule import dst_trouble, stagger, stagger_offset
 from composer.settings import FleetSettings, load_settings
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from tests.conftest import TEMPLATES, add_customer, remove_customer
@@ -494,9 +494,17 @@ def test_stagger_shifts_the_minute_and_carries_into_the_hour_but_never_past_midn
     assert stagger("0 3 * * *", key, 20) == "15 3 * * *"
     assert stagger("50 1 * * 1", key, 20) == "5 2 * * 1"
     assert stagger("50 23 * * 1", key, 20) == "5 23 * * 1"  # same day, not Tuesday 00:05
-    assert stagger("50 * * * *", key, 20) == "5 * * * *"
     assert stagger("*/15 * * * *", key, 20) == "*/15 * * * *"
     assert stagger("0 3 * * *", key, 0) == "0 3 * * *"
+
+
+def test_sub_daily_dags_are_spread_over_the_whole_hour_whatever_the_window():
+    key = next(k for k in (f"k{n}" for n in range(1000)) if stagger_offset(k, 60) == 45)
+    assert stagger("50 * * * *", key, 20) == "35 * * * *"
+    assert stagger("0 */2 * * *", key, 0) == "45 */2 * * *"
+    assert stagger("0 8-17 * * 1-5", key, 20) == "45 8-17 * * 1-5"
+    minutes = {int(stagger("0 * * * *", f"d{n}__classroom", 20).split()[0]) for n in range(600)}
+    assert minutes == set(range(60))
 
 
 def test_same_timezone_customers_of_the_demo_start_at_different_minutes(demo_snapshot):
@@ -517,6 +525,32 @@ def test_same_timezone_customers_of_the_demo_start_at_different_minutes(demo_sna
     assert shared, "the demo has customers sharing a timezone and a base schedule"
     for key, starts in shared.items():
         assert len(set(starts)) == len(starts), f"{key}: {starts}"
+
+
+def test_no_demo_dag_and_no_default_start_falls_in_a_dst_gap_or_overlap(demo_snapshot):
+    for dag_id, (timezone, schedule) in schedules(demo_snapshot).items():
+        assert dst_trouble(schedule, timezone) is None, (dag_id, schedule, timezone)
+    window = settings().stagger_minutes
+    base = settings().default_main_schedule
+    for timezone in (
+        "America/New_York",
+        "America/Chicago",
+        "America/Denver",
+        "America/Los_Angeles",
+        "America/Anchorage",
+        "Pacific/Honolulu",
+    ):
+        for minute in range(window):
+            start = stagger(
+                base,
+                next(
+                    k for k in (f"k{n}" for n in range(999)) if stagger_offset(k, window) == minute
+                ),
+                window,
+            )
+            assert dst_trouble(start, timezone) is None, (start, timezone)
+    assert dst_trouble("0 1 * * *", "America/Chicago") == "overlap"  # the check can fail
+    assert dst_trouble("30 2 * * *", "America/Chicago") == "gap"
 
 
 def test_onboarding_or_removing_customers_never_moves_another_customers_schedule(demo_snapshot):

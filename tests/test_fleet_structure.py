@@ -56,6 +56,25 @@ def test_every_dag_has_the_fleet_wide_settings(dagbag):
             assert all(t.retry_exponential_backoff for t in dag.tasks), dag_id
 
 
+def test_every_dag_starts_unpaused_and_first_runs_its_latest_scheduled_time(dagbag):
+    """Unpaused at creation (fleet.yaml paused_at_creation: false), so onboarding needs no
+    click; with a past start_date and catchup off, Airflow's first run is the most recent
+    cron point, at once (run_immediately only applies without a start_date)."""
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    for dag_id, dag in dagbag.dags.items():
+        if dag_id.endswith("__legacy"):
+            continue
+        assert dag.is_paused_upon_creation is False, dag_id
+    dag = dagbag.dags["austin-isd__main"]
+    now = pendulum.now("UTC")
+    restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=False)
+    timetable = CronTriggerTimetable(dag.timetable.expression, timezone=str(dag.timetable.timezone))
+    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    assert now - dt.timedelta(days=1) < first.run_after <= now
+
+
 def test_main_dag_has_dataset_setup_then_one_group_per_main_integration(dagbag):
     dag = dagbag.dags["austin-isd__main"]
     assert set(dag.task_group.children) == {"ensure_dataset", "grades"}
@@ -83,7 +102,6 @@ def test_scheduled_integrations_get_their_own_cron_dag(dagbag):
     dag = dagbag.dags["austin-isd__classroom"]
     assert sorted(dag.tags) == ["customer:austin-isd", "template:google_classroom", "variant:cron"]
     assert [t.task_id for t in dag.topological_sort()] == [
-        "ensure_dataset",
         "enqueue_sync",
         "wait_for_export",
         "load_coursework",
@@ -94,6 +112,16 @@ def test_scheduled_integrations_get_their_own_cron_dag(dagbag):
     assert dag.timetable.expression.endswith(" * * * *")  # hourly, staggered minute
     assert dag.default_args["retries"] == 4  # template default_args win over the fleet's
     assert dagbag.dags["austin-isd__staar"].get_task("drop_staging").trigger_rule == "all_done"
+
+
+def test_setup_tasks_run_daily_not_in_every_hourly_run(dagbag):
+    """The dataset check runs in the main DAG and in at-most-daily cron DAGs; an hourly DAG
+    gets it only when its customer has no DAG that runs it (legacy, hourly only)."""
+    assert "ensure_dataset" in dagbag.dags["austin-isd__main"].task_ids
+    assert "ensure_dataset" in dagbag.dags["austin-isd__staar"].task_ids  # weekly
+    assert "ensure_dataset" not in dagbag.dags["austin-isd__classroom"].task_ids  # hourly
+    legacy_hourly = dagbag.dags["lincoln-unified__classroom"]
+    assert legacy_hourly.get_task("enqueue_sync").upstream_task_ids == {"ensure_dataset"}
 
 
 def test_disabled_and_inactive_get_no_dag_and_legacy_is_published_verbatim(dagbag, demo_fleet_dir):

@@ -134,6 +134,7 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
         f"{spec.start_date.day}, tz={spec.timezone!r})",
         "catchup": "False",
         "max_active_runs": "1",
+        "is_paused_upon_creation": repr(spec.paused_at_creation),
         "tags": literal(list(spec.tags), name_of, 1),
         "default_args": literal(spec.default_args, name_of, 1),
     }
