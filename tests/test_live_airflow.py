@@ -20,6 +20,7 @@ import datetime as dt
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,7 +39,7 @@ from tests.airflow_services import (
 )
 from tests.conftest import TEMPLATES
 
-pytestmark = [pytest.mark.slow, pytest.mark.airflow]
+pytestmark = pytest.mark.slow
 
 FLEET = BIN / "fleet"
 REGISTER_TIMEOUT = 180  # the first parse of the whole fleet, on a loaded 2-core machine
@@ -54,6 +55,16 @@ INSERT INTO integrations (customer_id, integration_id, template, schedule, param
 """
 
 
+def fleet_sync(store_url: str, dags: Path) -> str:
+    """`fleet sync` into the folder Airflow watches; returns its output."""
+    command = [str(FLEET), "sync", "--store", store_url, "--target", f"file://{dags}"]
+    done = subprocess.run(
+        [*command, "--templates", str(TEMPLATES)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, f"fleet sync exited {done.returncode}:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
 @dataclass
 class LiveFleet:
     airflow: AirflowServices
@@ -62,38 +73,23 @@ class LiveFleet:
     dags: Path
 
     def sync(self) -> str:
-        """`fleet sync` into the folder Airflow watches; returns its output."""
-        done = subprocess.run(
-            [
-                str(FLEET),
-                "sync",
-                "--store",
-                self.store_url,
-                "--target",
-                f"file://{self.dags}",
-                "--templates",
-                str(TEMPLATES),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, (
-            f"fleet sync exited {done.returncode}:\n{done.stdout}{done.stderr}"
-        )
-        return done.stdout
+        return fleet_sync(self.store_url, self.dags)
 
 
 @pytest.fixture(scope="session")
-def migrated_airflow_db(tmp_path_factory) -> Path:
+def migrated_airflow_db(tmp_path_factory) -> Iterator[Future[Path]]:
+    """`airflow db migrate` once per session, in the background: a test builds its fleet
+    meanwhile and takes `.result()` when it needs the file."""
     precompile_airflow()
-    return migrate_metadata_db(tmp_path_factory.mktemp("airflow-migrated"))
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(migrate_metadata_db, tmp_path_factory.mktemp("airflow-migrated"))
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, migrated_airflow_db) -> Iterator[LiveFleet]:
+    """The demo fleet (`fleet store init --demo`, `fleet sync`) in a running Airflow."""
     work = tmp_path_factory.mktemp("live")
-    store_db = work / "fleet.db"
+    store_db, dags = work / "fleet.db", work / "dags"
     store_url = f"sqlite:///{store_db}"
     init = subprocess.run(
         [str(FLEET), "store", "init", "--demo", "--store", store_url],
@@ -102,18 +98,13 @@ def live(tmp_path_factory, migrated_airflow_db) -> Iterator[LiveFleet]:
         timeout=120,
     )
     assert init.returncode == 0, init.stderr
-    fleet = LiveFleet(
-        AirflowServices(work, work / "dags", migrated_airflow_db),
-        store_url,
-        store_db,
-        work / "dags",
-    )
-    fleet.sync()
+    fleet_sync(store_url, dags)
+    airflow = AirflowServices(work, dags, migrated_airflow_db.result())
     try:
-        fleet.airflow.start()
-        yield fleet
+        airflow.start()
+        yield LiveFleet(airflow, store_url, store_db, dags)
     finally:
-        fleet.airflow.stop()
+        airflow.stop()
 
 
 @pytest.fixture(autouse=True)
