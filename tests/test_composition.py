@@ -136,7 +136,7 @@ def test_a_template_default_sees_the_winning_value_of_the_params_it_references()
     snapshot = one(district(params='{"landing_bucket": "tulsa-landing"}'), grades())
     load = task(main_of(compose(snapshot)), "grades.load_staging")
     assert load.args["configuration"]["load"]["sourceUris"] == [
-        f"gs://tulsa-landing/powerschool/{CID}/{{{{ ds }}}}/grades.jsonl"
+        f"gs://tulsa-landing/powerschool/{CID}/{settings().params['run_ds']}/grades.jsonl"
     ]
 
 
