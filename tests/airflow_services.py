@@ -181,7 +181,7 @@ class AirflowServices:
             raise
         return self
 
-    def stop(self, grace: float = 15) -> None:
+    def stop(self, grace: float = 8) -> None:
         for proc in self._procs.values():
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + grace

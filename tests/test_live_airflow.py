@@ -19,6 +19,7 @@ import ast
 import datetime as dt
 import sqlite3
 import subprocess
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -309,6 +310,8 @@ def test_rollup_is_queued_only_once_every_active_descendant_has_loaded(live):
     top, nested = "cascade-esd__rollup", "cascade-north__rollup"
     assert assets[nested] < assets[top]
     assert not runs_of(live, top) and not runs_of(live, nested)
+    for rollup in (top, nested):
+        end_first_timed_run(live, rollup)
 
     # all of the top roll-up's assets but one; the nested roll-up's last, so the scheduler
     # loop that starts the nested roll-up has seen every event posted
@@ -342,6 +345,31 @@ def test_rollup_is_queued_only_once_every_active_descendant_has_loaded(live):
         == []
     )
     assert len(runs_of(live, nested)) == 1  # the held-back asset is not one of its descendants'
+
+
+def end_first_timed_run(live: LiveFleet, dag_id: str) -> None:
+    """A roll-up that also runs on a cron (the deadline: Airflow's AssetOrTimeSchedule)
+    had its first run at once (README "First run"). No task starts here, so that run
+    would hold the roll-up's one active run (max_active_runs=1) and Airflow would defer
+    every asset-triggered run behind it: once the scheduler has made that run, end it
+    through the REST API (as failed: what its tasks would do without Google Cloud)."""
+    row = registered(live.airflow)[dag_id]
+    if row["next_dagrun_create_after"] is None:
+        return  # scheduled on assets only
+
+    def nothing_due() -> bool:
+        due = utc(registered(live.airflow)[dag_id]["next_dagrun_create_after"])
+        return due is not None and due > now()
+
+    live.airflow.wait_for(nothing_due, SCHEDULER_TIMEOUT, f"the first timed run of {dag_id}")
+    active = live.airflow.query(
+        "SELECT run_id FROM dag_run WHERE dag_id = ? AND run_type = 'scheduled' "
+        "AND state IN ('queued', 'running')",
+        (dag_id,),
+    )
+    for run in active:
+        run_path = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run['run_id'], safe='')}"
+        assert live.airflow.api("PATCH", run_path, {"state": "failed"})["state"] == "failed"
 
 
 def runs_of(live: LiveFleet, dag_id: str) -> list[sqlite3.Row]:
