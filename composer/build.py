@@ -68,12 +68,19 @@ class FleetBuilder:
         customer = self.fleet.customers[customer_id]
         descendants = self.fleet.active_descendants(customer_id)
         templates = {i.template for i in customer.integrations}
-        if descendants and self.settings.rollup_template and not customer.legacy_dag_file:
-            templates.add(self.settings.rollup_template)
         digest = hashlib.sha256(_environment_digest(self.templates_dir).encode())
         row = json.dumps(_plain(customer), sort_keys=True, default=repr)
         digest.update(row.encode())
         digest.update(json.dumps(descendants).encode())
+        if descendants and self.settings.rollup_template:
+            # The roll-up DAG reads each descendant's resolved tables: its rows and templates.
+            templates.add(self.settings.rollup_template)
+            for descendant_id in descendants:
+                child = self.fleet.customers.get(descendant_id)
+                plain = _plain(child) if child else None
+                digest.update(json.dumps(plain, sort_keys=True, default=repr).encode())
+                if child:
+                    templates.update(i.template for i in child.integrations)
         for name in sorted(templates):
             digest.update(_file_digest(self.templates_dir / f"{name}.yaml").encode())
         if customer.legacy_dag_file:

@@ -13,6 +13,7 @@ from typing import Any
 import json_merge_patch
 
 from composer import params as layers
+from composer.assets import asset_refs
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
 from composer.model import (  # RESERVED_INTEGRATION_IDS: re-exported, checked in model
@@ -22,6 +23,7 @@ from composer.model import (  # RESERVED_INTEGRATION_IDS: re-exported, checked i
     Integration,
 )
 from composer.operators import OperatorCatalog, UnknownOperator
+from composer.rollup import ROLLUP_ID, rollup_dag, rollup_dag_id
 from composer.schedule import is_sub_daily, stagger
 from composer.settings import FleetSettings
 from composer.substitution import (
@@ -42,7 +44,6 @@ CALLBACK_KEYS = frozenset(
         "sla_miss_callback",
     }
 )
-ROLLUP_ID = "rollup"
 SETUP_GROUP = ""
 
 
@@ -82,6 +83,8 @@ class Composer:
             for i in customer.integrations
             if i.schedule is not None
         ]
+        if self.settings.rollup_template and self.fleet.active_descendants(customer.customer_id):
+            ids.append((rollup_dag_id(customer.customer_id), ROLLUP_ID))
         return ids
 
     def compose(self, customer: Customer) -> tuple[list[DagSpec], list[ConfigError]]:
@@ -111,18 +114,14 @@ class Composer:
                 errors.append(exc.error)
         if not customer.legacy_dag_file:
             try:
-                if descendants and self.settings.rollup_template:
-                    rollup = Integration(
-                        customer.customer_id,
-                        ROLLUP_ID,
-                        self.settings.rollup_template,
-                        None,
-                        {},
-                        None,
-                    )
-                    template = self._template(customer, rollup, "main")
-                    main_blocks.append(self._block(customer, rollup, template, descendants, "main"))
                 specs.insert(0, self._main_dag(customer, main_blocks, descendants))
+            except InvalidConfig as exc:
+                errors.append(exc.error)
+        if descendants and self.settings.rollup_template:
+            try:
+                rollup = rollup_dag(self, customer, descendants)
+                if rollup is not None:
+                    specs.append(rollup)
             except InvalidConfig as exc:
                 errors.append(exc.error)
         # A customer-level mistake is met once per DAG and integration: report it once.
@@ -313,15 +312,18 @@ class Composer:
         template: Template,
         descendants: list[str],
         variant: str,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[Integration, Template, list[TaskSpec], GroupSpec]:
+        """One integration's tasks; `extra` adds values (a roll-up's per-source params)."""
         dag_id = (
             main_dag_id(customer.customer_id)
             if variant == "main"
             else cron_dag_id(customer.customer_id, integration.integration_id)
         )
-        resolver = layers.for_integration(
+        params = layers.for_integration(
             self.settings, customer, integration, template, dag_id, descendants
         )
+        resolver: Any = params if not extra else (lambda n: extra[n] if n in extra else params(n))
         raw_tasks = self._merged_tasks(customer, integration, template)
         overridden = integration.task_overrides or {}
         tasks = {
@@ -342,6 +344,11 @@ class Composer:
             args = self._checked_args(
                 customer, integration, field, task["operator"], task.get("args") or {}, allowed
             )
+            if "outlets" in args:
+                try:
+                    args["outlets"] = asset_refs(args["outlets"])
+                except ValueError as exc:
+                    self._fail(customer, integration, f"{field}.args.outlets", str(exc))
             groups = (*outer, task["group"]) if task.get("group") else outer
             specs.append(
                 TaskSpec(task_id, groups, task["operator"], args, tuple(task.get("upstream", [])))

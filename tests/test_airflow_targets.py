@@ -354,8 +354,16 @@ def test_target2_dags_have_the_ids_and_structure_of_target3(
     main = two["dags"]["cascade-esd__main"]
     assert main["timetable"]["timezone"] == main["timezone"] == "America/Los_Angeles"
     assert main["timetable"]["class"] == "CronTriggerTimetable"
-    assert main["groups"]["rollup"]["tooltip"] == "Roll-up of 3 districts"
-    assert main["tasks"]["rollup.every_descendant_reported"]["upstream"] == ["rollup.rollup_grades"]
+    rollup = two["dags"]["cascade-esd__rollup"]  # on Datasets in 2.11, Assets in 3
+    assert rollup["timetable"]["class"] == "AssetOrTimeSchedule"
+    assert rollup["timetable"]["timetable"]["class"] == "CronTriggerTimetable"
+    assert rollup["timetable"]["assets"] == sorted(
+        uri
+        for d in ("cascade-north", "cascade-north-elem", "cascade-south")
+        for uri in two["dags"][f"{d}__main"]["tasks"]["grades.merge_grades"]["outlets"]
+    )
+    assert rollup["tasks"]["rollup_grades"]["upstream"] == ["ensure_dataset"]
+    assert all(d["is_paused_upon_creation"] is False for d in two["dags"].values())
     grades = two["dags"]["austin-isd__main"]["tasks"]["grades.export_grades"]
     assert (grades["retries"], grades["retry_delay"], grades["max_retry_delay"]) == (3, 300, 3600)
     assert grades["retry_exponential_backoff"] is True

@@ -42,7 +42,7 @@ def test_a_no_op_sync_builds_no_customer(tmp_path, demo_snapshot, built):
     built.clear()
     fleet_plan, result = sync(store, target)
     assert built == [] and result.written == 0
-    assert fleet_plan.plan.unchanged == 26 and not fleet_plan.plan.manifest_changed
+    assert fleet_plan.plan.unchanged == 28 and not fleet_plan.plan.manifest_changed
 
 
 def test_onboarding_builds_only_the_new_customer(tmp_path, demo_snapshot, built):

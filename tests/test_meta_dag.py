@@ -136,7 +136,7 @@ def test_apply_refuses_a_prune_and_deletes_nothing_until_forced(
 
     planned = tasks["plan"].python_callable()
     assert planned["prune_refused"] is True
-    with pytest.raises(AirflowFailException, match=r"refusing to remove 26 of 26 .*force_prune"):
+    with pytest.raises(AirflowFailException, match=r"refusing to remove 28 of 28 .*force_prune"):
         tasks["apply"].python_callable(planned, params={"force_prune": False})
     assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
 
@@ -226,11 +226,11 @@ def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, de
     assert run.returncode == 0, log[-5000:]
     assert task_states(airflow_env) == {"plan": "success", "apply": "success", "check": "success"}
     published = gcs_emulator.objects("composer-env-bucket", "dags/fleet/")
-    assert len([name for name in published if name.endswith(".py")]) == 26
+    assert len([name for name in published if name.endswith(".py")]) == 28
     assert "dags/fleet/austin-isd/austin-isd__main.py" in published
     # the plan is readable in the task log, and the tasks ran the deployed package
     assert "+ austin-isd/austin-isd__main.py" in log
-    assert "Plan: 26 to add, 0 to change, 0 to remove, 0 unchanged; 0 invalid customers" in log
+    assert "Plan: 28 to add, 0 to change, 0 to remove, 0 unchanged; 0 invalid customers" in log
     dags = airflow_env["AIRFLOW__CORE__DAGS_FOLDER"]
     assert f"templates {dags}/fleet_templates, composer package {dags}/composer" in log
 
