@@ -312,6 +312,8 @@ def test_rollup_is_queued_only_once_every_active_descendant_has_loaded(live):
     assert not runs_of(live, top) and not runs_of(live, nested)
     for rollup in (top, nested):
         end_first_timed_run(live, rollup)
+    # nothing else holds the roll-ups back: a run that waits below waits for its assets
+    assert active_runs(live, top) == active_runs(live, nested) == []
 
     # all of the top roll-up's assets but one; the nested roll-up's last, so the scheduler
     # loop that starts the nested roll-up has seen every event posted
@@ -362,14 +364,16 @@ def end_first_timed_run(live: LiveFleet, dag_id: str) -> None:
         return due is not None and due > now()
 
     live.airflow.wait_for(nothing_due, SCHEDULER_TIMEOUT, f"the first timed run of {dag_id}")
-    active = live.airflow.query(
-        "SELECT run_id FROM dag_run WHERE dag_id = ? AND run_type = 'scheduled' "
-        "AND state IN ('queued', 'running')",
-        (dag_id,),
-    )
-    for run in active:
-        run_path = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run['run_id'], safe='')}"
+    for run_id in active_runs(live, dag_id):
+        run_path = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
         assert live.airflow.api("PATCH", run_path, {"state": "failed"})["state"] == "failed"
+
+
+def active_runs(live: LiveFleet, dag_id: str) -> list[str]:
+    rows = live.airflow.query(
+        "SELECT run_id FROM dag_run WHERE dag_id = ? AND state IN ('queued', 'running')", (dag_id,)
+    )
+    return [r["run_id"] for r in rows]
 
 
 def runs_of(live: LiveFleet, dag_id: str) -> list[sqlite3.Row]:
