@@ -273,6 +273,7 @@ def test_rollup_is_queued_only_once_every_active_descendant_has_loaded(live):
         "cascade-esd": {"cascade-north", "cascade-north-elem", "cascade-south"},
         "cascade-north": {"cascade-north-elem"},
     }
+    wait_until_parsed(live.airflow, dag_ids_in(live.dags))  # when run on its own
     dags = registered(live.airflow)
     rollups = {f"{parent}__rollup": parent for parent in tree}
     missing = sorted(set(rollups) - set(dags))
