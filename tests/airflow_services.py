@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import os
 import secrets
@@ -58,11 +59,9 @@ def free_port() -> int:
 def precompile_airflow() -> None:
     """Write Airflow's bytecode once, before three services import it at the same time
     (each would otherwise compile the same modules; a no-op when already compiled)."""
-    import airflow
-
-    import composer
-
-    folders = [Path(airflow.__file__).parent, Path(composer.__file__).parent]
+    folders = [
+        Path(importlib.util.find_spec(name).origin).parent for name in ("airflow", "composer")
+    ]
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "-j", "0", *map(str, folders)],
         check=False,
