@@ -38,7 +38,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -294,15 +294,3 @@ def utc(value: str | None) -> dt.datetime | None:
     if value is None:
         return None
     return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-
-
-@contextlib.contextmanager
-def running_airflow(
-    workdir: Path, dags_folder: Path, migrated_db: Path
-) -> Iterator[AirflowServices]:
-    """`AirflowServices` started, and stopped however the block ends."""
-    services = AirflowServices(workdir, dags_folder, migrated_db)
-    try:
-        yield services.start()
-    finally:
-        services.stop()
