@@ -40,11 +40,15 @@ SKIP_ENV = "_FLEET_SKIP_VERIFY"  # benchmarks only (bench/): the peer without ve
 PACKAGE_DIR = Path(__file__).resolve().parent
 FOLDER = "fleet"  # where files are verified inside the temporary DAG folder
 BOOTSTRAP = """\
-import sys
-dags, checkout = sys.argv[1], sys.argv[2]
-sys.path[:] = [dags] + [p for p in sys.path if p and p.rstrip('/') != checkout]
+import os, sys
+dags = sys.argv[1]
+# Any other place that holds a `composer` package (the checkout, an editable install)
+# is not on Composer's path: only the staged copy of what deploy ships is.
+sys.path[:] = [dags] + [
+    p for p in sys.path if p and not os.path.isfile(os.path.join(p, "composer", "__init__.py"))
+]
 from composer.verify_child import main
-main(int(sys.argv[3]), int(sys.argv[4]))
+main(int(sys.argv[2]), int(sys.argv[3]))
 """
 
 
@@ -192,8 +196,7 @@ class Verifier:
             env["AIRFLOW_HOME"] = str(self._root / "airflow-home")
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        checkout = str(self.package_dir.parent)
-        args = [self.python, "-I", "-c", BOOTSTRAP, str(self._root / "dags"), checkout]
+        args = [self.python, "-I", "-c", BOOTSTRAP, str(self._root / "dags")]
         try:
             self._process = subprocess.Popen(
                 [*args, str(to_child_r), str(from_child_w)],
