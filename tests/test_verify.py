@@ -196,3 +196,56 @@ def test_a_refusal_names_the_task_and_argument_at_the_failing_line(demo_snapshot
     setup = next(i for i, text in enumerate(source, 1) if "task_id='ensure_dataset'" in text)
     error = refusal(main, Problem("boom", setup), patch, {"ensure_dataset"})
     assert (error.integration_id, error.field) == (None, "setup_tasks.ensure_dataset")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_target2_files_are_verified_by_airflow_2_11_given_its_python(
+    tmp_path, fleet_cli, demo_snapshot, monkeypatch, caplog
+):
+    """This venv has Airflow 3: a target-2 fleet is verified by $FLEET_VERIFY_PYTHON's
+    Airflow 2.11; without it the sync warns, in one line, that it only compiled."""
+    from tests.airflow2_env import run_report
+    from tests.conftest import make_store
+    from tests.test_airflow_targets import airflow2_env_or_skip, templates_for
+
+    airflow2 = airflow2_env_or_skip()
+    templates = templates_for(2, tmp_path / "templates2")
+    store = make_store(tmp_path / "fleet.db", _broken_demo(demo_snapshot))
+    common = ("--store", store, "--templates", str(templates))
+
+    monkeypatch.delenv(PYTHON_ENV, raising=False)
+    code, _out, err = fleet_cli("sync", "--target", f"file://{tmp_path / 'unverified'}", *common)
+    assert code == 0  # only compiled: the broken overrides get through, and it says so
+    assert [r.getMessage() for r in caplog.records if r.name == "dagfleet"] == [
+        "warning: files are only compiled, not imported by Airflow, before publishing: the "
+        f"fleet targets Airflow 2 and this environment has Airflow 3; set {PYTHON_ENV} to "
+        "a Python with Airflow 2 to verify them"
+    ]
+
+    monkeypatch.setenv(PYTHON_ENV, str(airflow2.python))
+    target = tmp_path / "verified"
+    code, _out, err = fleet_cli("sync", "--target", f"file://{target}", *common)
+    assert code == 1
+    lines = sorted(err.splitlines())
+    assert len(lines) == 2, err
+    assert lines[0].startswith(
+        "error: customer denver-public, integration classroom, field "
+        "task_overrides.load_coursework.args.execution_timeout: denver-public/"
+        "denver-public__classroom.py: Airflow refuses the file: "
+    )
+    assert "execution_timeout must be timedelta" in lines[0]
+    assert lines[1].startswith(
+        "error: customer houston-isd, integration grades, field "
+        "task_overrides.load_staging.args.pool_slots: houston-isd/houston-isd__main.py: "
+    )
+    assert "cannot be less than 1" in lines[1]
+    published = sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py"))
+    assert published and not any(
+        p.startswith(("houston-isd/", "denver-public/")) for p in published
+    )
+    home = tmp_path / "home2"
+    home.mkdir()
+    report = run_report(airflow2.python, [target], airflow2.environ(home), home)[str(target)]
+    assert report["import_errors"] == {}
+    assert len(report["dag_ids"]) == len(published)
