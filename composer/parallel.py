@@ -35,6 +35,9 @@ log = logging.getLogger("dagfleet")
 
 CHUNK = 50  # customers per task sent to a worker
 MIN_PER_WORKER = 150  # fewer customers than this per worker: build in-process
+# Verifying costs ~25 ms of CPU per file (bench/RESULTS.md), ~5x building: workers pay
+# for their start far sooner when what they build is also imported.
+MIN_PER_WORKER_VERIFYING = 40
 
 
 def default_jobs() -> int:
@@ -169,7 +172,8 @@ class BuildRunner:
             self._verify_python = verify_python(self.builder.settings.airflow_target) or ""
         existing = verify_against if self._verify_python else None
         chunks = [customer_ids[i : i + CHUNK] for i in range(0, len(customer_ids), CHUNK)]
-        workers = self._start(min(self.jobs, len(customer_ids) // MIN_PER_WORKER), customer_ids)
+        per_worker = MIN_PER_WORKER if existing is None else MIN_PER_WORKER_VERIFYING
+        workers = self._start(min(self.jobs, len(customer_ids) // per_worker), customer_ids)
         if not workers:
             verifier = self._local_verifier() if existing is not None else None
             for chunk in chunks:

@@ -87,7 +87,7 @@ def _broken_demo(demo_snapshot):
 
 
 def test_build_workers_and_one_process_verify_alike(demo_snapshot, templates_dir, monkeypatch):
-    monkeypatch.setattr(parallel, "MIN_PER_WORKER", 1)  # the demo fleet, through workers
+    monkeypatch.setattr(parallel, "MIN_PER_WORKER_VERIFYING", 1)  # the demo, through workers
     monkeypatch.setattr(parallel, "CHUNK", 4)
     snapshot = _broken_demo(demo_snapshot)
     results = {}
