@@ -131,6 +131,7 @@ class Verifier:
         self.airflow_version: str | None = None
         self._root: Path | None = None
         self._process: subprocess.Popen | None = None
+        self._streams: list[Any] = []
         self._batches = 0
 
     def verify(self, files: Sequence[tuple[str, bytes]]) -> dict[str, Problem]:
@@ -156,9 +157,10 @@ class Verifier:
         }
 
     def close(self) -> None:
+        for stream in self._streams:
+            stream.close()
+        self._streams = []
         if self._process is not None:
-            for stream in (self._send, self._receive):
-                stream.close()
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -194,6 +196,8 @@ class Verifier:
         if os.path.realpath(self.python) != os.path.realpath(sys.executable):
             # Another Airflow: its own throw-away home, not this one's config and database.
             env["AIRFLOW_HOME"] = str(self._root / "airflow-home")
+        stderr = (self._root / "stderr.log").open("wb")
+        self._streams.append(stderr)
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         args = [self.python, "-I", "-c", BOOTSTRAP, str(self._root / "dags")]
@@ -203,7 +207,7 @@ class Verifier:
                 pass_fds=(to_child_r, from_child_w),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=stderr,  # a file, never a pipe nobody reads while it imports
                 env=env,
             )
         except OSError as exc:
@@ -216,6 +220,7 @@ class Verifier:
             os.close(from_child_w)
         self._send = os.fdopen(to_child_w, "w")
         self._receive = os.fdopen(from_child_r, "r")
+        self._streams += [self._send, self._receive]
         hello = self._read()
         self.airflow_version = str(hello.get("airflow"))
         major = int(self.airflow_version.split(".")[0])
@@ -244,13 +249,13 @@ class Verifier:
 
     def _died(self, exc: Exception | None) -> VerifyFailed:
         process = self._process
-        stderr = ""
         if process is not None:
             try:
                 process.wait(timeout=10)
-                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
             except subprocess.TimeoutExpired:
                 process.kill()
+        log_file = self._root / "stderr.log" if self._root else None
+        stderr = log_file.read_text(errors="replace") if log_file and log_file.exists() else ""
         tail = [line for line in stderr.strip().splitlines() if line.strip()][-1:]
         why = tail[0] if tail else (str(exc) if exc else "no answer")
         self._process = None
