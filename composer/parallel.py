@@ -35,7 +35,7 @@ log = logging.getLogger("dagfleet")
 
 CHUNK = 50  # customers per task sent to a worker
 MIN_PER_WORKER = 150  # fewer customers than this per worker: build in-process
-# Verifying costs ~25 ms of CPU per file (bench/RESULTS.md), ~5x building: workers pay
+# Verifying costs ~10 ms of CPU per file (bench/RESULTS.md), ~5x building: workers pay
 # for their start far sooner when what they build is also imported.
 MIN_PER_WORKER_VERIFYING = 40
 

@@ -249,3 +249,37 @@ def test_target2_files_are_verified_by_airflow_2_11_given_its_python(
     report = run_report(airflow2.python, [target], airflow2.environ(home), home)[str(target)]
     assert report["import_errors"] == {}
     assert len(report["dag_ids"]) == len(published)
+
+
+def test_a_no_op_sync_imports_no_airflow(tmp_path, demo_snapshot):
+    """In a fresh interpreter, with a warm operator cache: the second sync of an
+    unchanged fleet imports no Airflow module and starts no verification."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.conftest import make_store
+
+    store = make_store(tmp_path / "fleet.db", demo_snapshot)
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from composer.cli import main
+        code = main(["sync", "--store", {store!r}, "--target", "file://{tmp_path / "dags"}"])
+        print(json.dumps([code, sorted(m for m in sys.modules if m.split(".")[0] == "airflow")]))
+        """
+    )
+    env = {**os.environ, "FLEET_CACHE_DIR": str(tmp_path / "cache")}
+    runs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        env[PYTHON_ENV] = str(tmp_path / "no-such-python")  # the no-op must not need it
+    (first_code, first_modules), (noop_code, noop_modules) = runs
+    assert first_code == noop_code == 0
+    assert first_modules, "the first sync learns the operators by importing them"
+    assert noop_modules == []
