@@ -1,5 +1,6 @@
 """The build worker's main loop (see composer/parallel.py): read the snapshot, then
-build each chunk of customer ids it is sent, until its input closes."""
+build (and verify, when asked) each chunk of customer ids it is sent, until its input
+closes."""
 
 from __future__ import annotations
 
@@ -8,24 +9,31 @@ import traceback
 from multiprocessing.connection import Connection
 
 from composer.build import FleetBuilder
-from composer.parallel import pack
+from composer.parallel import pack_chunk
+from composer.verify import Verifier
 
 
 def main(read_fd: int, write_fd: int) -> None:
     receive = Connection(read_fd, writable=False)
     send = Connection(write_fd, readable=False)
-    snapshot, templates_dir = receive.recv()
+    snapshot, templates_dir, verify_python = receive.recv()
     builder = FleetBuilder(snapshot, templates_dir)
-    while True:
-        try:
-            chunk = receive.recv()
-        except EOFError:
-            return
-        try:
-            send.send(("ok", [pack(builder, customer_id) for customer_id in chunk]))
-        except Exception:  # reported to the parent, which stops the sync
-            send.send(("error", traceback.format_exc(limit=5).strip().splitlines()[-1]))
-            return
+    # This worker's verification interpreter, started on the first file it must verify.
+    verifier = Verifier(builder.settings.airflow_target, verify_python) if verify_python else None
+    try:
+        while True:
+            try:
+                chunk, existing = receive.recv()
+            except EOFError:
+                return
+            try:
+                send.send(("ok", pack_chunk(builder, chunk, existing, verifier)))
+            except Exception:  # reported to the parent, which stops the sync
+                send.send(("error", traceback.format_exc(limit=5).strip().splitlines()[-1]))
+                return
+    finally:
+        if verifier is not None:
+            verifier.close()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""Building many customers on every core: composing, rendering and compiling is pure,
-CPU-bound work, one customer independent of the next.
+"""Building many customers on every core: composing, rendering, compiling and verifying
+is CPU-bound work, one customer independent of the next.
 
 Workers are fresh interpreters, not forks (the Spanner client's gRPC threads do not
 survive a fork), and each makes its own FleetBuilder from the same snapshot, so a
 customer is built by exactly the code that builds it in-process. Files come back
-compiled and zlib-compressed, in customer order. Small batches (an onboarding, a few
+compiled, verified (composer/verify.py: each building process imports the files it
+would write with its own verification interpreter) and zlib-compressed, in customer
+order. Small batches (an onboarding, a few
 changed customers) are built in-process: starting workers would cost more than it saves.
 """
 
@@ -16,7 +18,7 @@ import os
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
@@ -24,11 +26,18 @@ from composer.build import FleetBuilder
 from composer.errors import BuildFailed, ConfigError
 from composer.operators import UnknownOperator
 from composer.templates import TemplateError
+from composer.verify import Verifier, verify_builds, verify_python
+
+# Per customer, the files the target holds (path -> md5): what building verifies against.
+Existing = Mapping[str, Mapping[str, str]]
 
 log = logging.getLogger("dagfleet")
 
 CHUNK = 50  # customers per task sent to a worker
 MIN_PER_WORKER = 150  # fewer customers than this per worker: build in-process
+# Verifying costs ~10 ms of CPU per file (bench/RESULTS.md), ~5x building: workers pay
+# for their start far sooner when what they build is also imported.
+MIN_PER_WORKER_VERIFYING = 40
 
 
 def default_jobs() -> int:
@@ -62,11 +71,31 @@ class PackedBuild:
 
 
 def pack(builder: FleetBuilder, customer_id: str) -> PackedBuild:
-    build = builder.build(customer_id)
-    files = [
-        PackedFile(f.path, f.customer_id, f.md5, zlib.compress(f.content, 1)) for f in build.files
+    return pack_chunk(builder, [customer_id], None, None)[0]
+
+
+def pack_chunk(
+    builder: FleetBuilder,
+    customer_ids: list[str],
+    existing: Existing | None,
+    verifier: Verifier | None,
+) -> list[PackedBuild]:
+    """Build customers; with `existing` and a verifier, import what they would write
+    first (one DagBag pass for the chunk). The same function in-process and in workers."""
+    builds = [builder.build(cid) for cid in customer_ids]
+    if existing is not None and verifier is not None:
+        verify_builds(builder, builds, existing, verifier)
+    return [
+        PackedBuild(
+            b.customer_id,
+            [
+                PackedFile(f.path, f.customer_id, f.md5, zlib.compress(f.content, 1))
+                for f in b.files
+            ],
+            b.errors,
+        )
+        for b in builds
     ]
-    return PackedBuild(customer_id, files, build.errors)
 
 
 class _Worker:
@@ -92,9 +121,9 @@ class _Worker:
         self.send = Connection(to_child_w, readable=False)
         self.receive = Connection(from_child_r, writable=False)
 
-    def submit(self, customer_ids: list[str]) -> None:
+    def submit(self, customer_ids: list[str], existing: Existing | None) -> None:
         try:
-            self.send.send(customer_ids)
+            self.send.send((customer_ids, existing))
         except OSError as exc:
             raise WorkerFailed(f"build worker exited ({self.process.poll()}): {exc}") from exc
 
@@ -130,21 +159,35 @@ class BuildRunner:
         self.builder = builder
         self.jobs = max(1, jobs if jobs is not None else default_jobs())
         self._workers: list[_Worker] = []
+        self._verify_python: str | None = None
+        self._verifier: Verifier | None = None
 
-    def builds(self, customer_ids: list[str]) -> Iterator[PackedBuild]:
-        """Each customer's build, in the order given."""
-        workers = self._start(min(self.jobs, len(customer_ids) // MIN_PER_WORKER), customer_ids)
-        if not workers:
-            for cid in customer_ids:
-                yield self._record(pack(self.builder, cid))
-            return
+    def builds(
+        self, customer_ids: list[str], verify_against: Existing | None = None
+    ) -> Iterator[PackedBuild]:
+        """Each customer's build, in the order given. With `verify_against` (per
+        customer, the target's files), every file that differs from the target is
+        imported by Airflow before it is handed out (composer/verify.py)."""
+        if verify_against is not None and customer_ids and self._verify_python is None:
+            self._verify_python = verify_python(self.builder.settings.airflow_target) or ""
+        existing = verify_against if self._verify_python else None
         chunks = [customer_ids[i : i + CHUNK] for i in range(0, len(customer_ids), CHUNK)]
+        per_worker = MIN_PER_WORKER if existing is None else MIN_PER_WORKER_VERIFYING
+        workers = self._start(min(self.jobs, len(customer_ids) // per_worker), customer_ids)
+        if not workers:
+            verifier = self._local_verifier() if existing is not None else None
+            for chunk in chunks:
+                for build in pack_chunk(self.builder, chunk, existing, verifier):
+                    yield self._record(build)
+            return
         sent = 0
         for received in range(len(chunks)):
             # Chunk i goes to worker i % n, which answers in order: two chunks ahead
             # per worker keep every core busy without queueing the whole fleet.
             while sent < len(chunks) and sent < received + 2 * len(workers):
-                workers[sent % len(workers)].submit(chunks[sent])
+                chunk = chunks[sent]
+                mine = None if existing is None else {c: existing.get(c, {}) for c in chunk}
+                workers[sent % len(workers)].submit(chunk, mine)
                 sent += 1
             for build in workers[received % len(workers)].result():
                 yield self._record(build)
@@ -153,6 +196,15 @@ class BuildRunner:
         for worker in self._workers:
             worker.close()
         self._workers = []
+        if self._verifier is not None:
+            self._verifier.close()
+            self._verifier = None
+
+    def _local_verifier(self) -> Verifier:
+        if self._verifier is None:
+            target = self.builder.settings.airflow_target
+            self._verifier = Verifier(target, self._verify_python or sys.executable)
+        return self._verifier
 
     def __enter__(self) -> BuildRunner:
         return self
@@ -173,7 +225,9 @@ class BuildRunner:
             for _ in range(count):
                 self._workers.append(_Worker())
             for worker in self._workers:  # all started first: they import in parallel
-                worker.send.send((self.builder.snapshot, self.builder.templates_dir))
+                worker.send.send(
+                    (self.builder.snapshot, self.builder.templates_dir, self._verify_python)
+                )
             log.info("building %d customers in %d worker processes", len(customer_ids), count)
         except OSError as exc:
             log.warning("building in one process: cannot start build workers (%s)", exc)

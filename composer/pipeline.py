@@ -1,4 +1,4 @@
-"""The pipeline the CLI and the meta-DAG share: store -> build -> plan -> publish.
+"""The pipeline the CLI and the meta-DAG share: store -> build -> verify -> plan -> publish.
 
 Only `plan_fleet` (reads the store and the target) and `apply_fleet` (writes the
 target) touch the outside world; everything they call in between is pure.
@@ -125,8 +125,14 @@ def plan_fleet(
     budget = KEEP_BUDGET_BYTES
     runner = BuildRunner(builder, build_jobs)
     progress = Progress(len(digests), "building")
+    # What the target holds of each customer to build: its files that differ are imported
+    # by Airflow before anything is planned (composer/verify.py); unchanged ones are not.
+    held: dict[str, dict[str, str]] = {cid: {} for cid in digests}
+    for path, state in objects.items():
+        if (owner := path.split("/", 1)[0]) in held:
+            held[owner][path] = state.md5
     with runner:
-        for build in runner.builds(list(digests)):
+        for build in runner.builds(list(digests), verify_against=held):
             progress.step()
             if not build.errors:
                 inputs[build.customer_id] = digests[build.customer_id]

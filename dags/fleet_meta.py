@@ -1,15 +1,15 @@
 """fleet_meta: the nightly meta-DAG that publishes the generated DAG fleet.
 
-plan -> apply -> check:
-- plan: reads the store (FLEET_STORE) and the target (FLEET_TARGET), builds every
-  active customer from the templates, and logs every file it would add (+), change (~)
-  or remove (-), and one line per invalid customer error.
-- apply: publishes. Valid customers are published even when others are invalid (an
-  invalid customer's files stay as they were). A refused prune (more than 10% of the
-  fleet would go) fails here with nothing deleted: check the store, then trigger the
-  DAG with {"force_prune": true} if the removal is intended.
+sync -> check:
+- sync: reads the store (FLEET_STORE) and the target (FLEET_TARGET), builds and verifies
+  every changed customer once, logs every file it adds (+), changes (~) or removes (-)
+  and one line per invalid customer error, then publishes that same plan. Valid
+  customers are published even when others are invalid (an invalid customer's files
+  stay as they were). A refused prune (more than 10% of the fleet would go) fails here
+  with nothing deleted: check the store, then trigger the DAG with {"force_prune": true}
+  if the removal is intended.
 - check: fails the run when any customer is invalid, after the publish.
-The apply task also writes the fleet report (fleet-report.html) beside the manifest.
+The sync task also writes the fleet report (fleet-report.html) beside the manifest.
 
 Schedule: 01:00 UTC, hours before any US district's main DAG (03:00 local by default).
 Nothing is read at parse time: the environment is read and the `composer` package
@@ -101,21 +101,26 @@ def _fail(message: str) -> Exception:
     return AirflowFailException(message)
 
 
-@task(task_id="plan")
-def plan_fleet_task() -> dict[str, Any]:
-    """Log what the apply task will change, and every invalid customer's errors."""
-    import composer
-    from composer.pipeline import plan_fleet
+@task(task_id="sync")
+def sync_fleet_task(**context: Any) -> dict[str, Any]:
+    """Plan once, log the plan, and apply it (valid customers even when some are invalid).
 
+    One task, so the fleet is built once per run: a plan is too large for XCom, and the
+    tasks of a run may land on different Composer workers, so it is never handed over."""
+    import composer
+    from composer.errors import PruneRefused
+    from composer.pipeline import apply_fleet, plan_fleet
+
+    force = bool((context.get("params") or {}).get("force_prune", False))
     store, target, templates = _config()
     log.info(
-        "fleet plan: store %s, target %s, templates %s, composer package %s",
+        "fleet sync: store %s, target %s, templates %s, composer package %s",
         store,
         target,
         templates,
         Path(composer.__file__).parent,
     )
-    fleet_plan = plan_fleet(store, target, templates)
+    fleet_plan = plan_fleet(store, target, templates, force_prune=force)
     plan = fleet_plan.plan
     _log_lines(
         [f"+ {p}" for p in plan.added]
@@ -131,35 +136,14 @@ def plan_fleet_task() -> dict[str, Any]:
         len(summary["invalid"]),
         f" ({', '.join(summary['invalid'])})" if summary["invalid"] else "",
     )
-    if plan.prune_refused:
-        log.error(
-            "removal refused: %d of %d owned files would be removed; the apply task will fail "
-            'without deleting anything. Check the store; if intended, trigger with {"force_prune": true}',
-            len(plan.removed),
-            plan.owned_before,
-        )
-    return summary
-
-
-@task(task_id="apply")
-def apply_fleet_task(planned: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Publish the fleet (valid customers even when some are invalid)."""
-    from composer.errors import PruneRefused
-    from composer.pipeline import apply_fleet, plan_fleet
-
-    force = bool((context.get("params") or {}).get("force_prune", False))
-    store, target, templates = _config()
-    fleet_plan = plan_fleet(store, target, templates, force_prune=force)
-    summary = _summary(fleet_plan)
-    if summary["plan"] != planned["plan"]:
-        log.warning(
-            "the store or the target changed since the plan task; applying the current plan: %s",
-            summary["plan"],
-        )
     try:
         result = apply_fleet(fleet_plan, force_prune=force)
     except PruneRefused as exc:
-        raise _fail(f'{exc} (trigger fleet_meta with {{"force_prune": true}})') from exc
+        raise _fail(
+            f"{exc}; nothing was deleted. Check the store; if the removal is intended, "
+            'trigger fleet_meta with {"force_prune": true}'
+        ) from exc
+    summary = _summary(fleet_plan)  # applying may find more (customers built again)
     log.info(
         "Applied to %s: %d written, %d removed; %d invalid customers left untouched",
         target,
@@ -183,18 +167,19 @@ def check_fleet_task(applied: dict[str, Any]) -> None:
     raise _fail(
         f"{len(applied['invalid'])} invalid customers: {', '.join(applied['invalid'])}; "
         "their previously published files were left as they were. Fix their rows "
-        "(the errors above and in the plan task log name customer, integration and field), "
+        "(the errors above and in the sync task log name customer, integration and field), "
         "then clear this run or wait for the next one"
     )
 
 
 with DAG(
     dag_id="fleet_meta",
-    description="Publish the generated DAG fleet from the store (plan, apply, check)",
+    description="Publish the generated DAG fleet from the store (sync, then check)",
     schedule=CronTriggerTimetable("0 1 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    is_paused_upon_creation=False,  # publishes from its first night, no human step
     dagrun_timeout=dt.timedelta(hours=2),
     params={"force_prune": False},
     tags=["dagfleet", "variant:meta"],
@@ -206,4 +191,4 @@ with DAG(
         "on_failure_callback": on_failure,
     },
 ):
-    check_fleet_task(apply_fleet_task(plan_fleet_task()))
+    check_fleet_task(sync_fleet_task())

@@ -104,10 +104,10 @@ def test_runs_nightly_one_at_a_time_and_alerts_on_failure(dags_folder):
     assert dag.max_active_runs == 1
     assert dag.catchup is False
     assert {t: sorted(task.upstream_task_ids) for t, task in dag.task_dict.items()} == {
-        "plan": [],
-        "apply": ["plan"],
-        "check": ["apply"],
+        "sync": [],
+        "check": ["sync"],
     }
+    assert dag.is_paused_upon_creation is False  # runs from its first night, no human step
     assert dag.task_dict["check"].retries == 0  # an invalid customer is not transient
     assert dag.default_args["on_failure_callback"].__name__ == "on_failure"
     assert all(task.on_failure_callback for task in dag.tasks)
@@ -134,14 +134,46 @@ def test_apply_refuses_a_prune_and_deletes_nothing_until_forced(
     monkeypatch.setenv("FLEET_TEMPLATES", str(TEMPLATES))
     tasks = dagbag(dags_folder).dags["fleet_meta"].task_dict
 
-    planned = tasks["plan"].python_callable()
-    assert planned["prune_refused"] is True
     with pytest.raises(AirflowFailException, match=r"refusing to remove 28 of 28 .*force_prune"):
-        tasks["apply"].python_callable(planned, params={"force_prune": False})
+        tasks["sync"].python_callable(params={"force_prune": False})
     assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
 
-    tasks["apply"].python_callable(planned, params={"force_prune": True})
+    tasks["sync"].python_callable(params={"force_prune": True})
     assert not list(target.rglob("*.py"))
+
+
+@pytest.mark.airflow
+def test_a_run_builds_each_customer_once(dags_folder, tmp_path, demo_store, monkeypatch):
+    """Plan and apply share one plan: the fleet is built once per run, not once per task."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from composer.build import FleetBuilder
+
+    built: list[str] = []
+    real_build = FleetBuilder.build
+
+    def counting(self, customer_id):
+        built.append(customer_id)
+        return real_build(self, customer_id)
+
+    monkeypatch.setattr(FleetBuilder, "build", counting)
+    broken = replace_customer(demo_snapshot_of(demo_store), "dallas-isd", timezone="Mars/Olympus")
+    monkeypatch.setenv("FLEET_STORE", make_store(tmp_path / "broken.db", broken))
+    monkeypatch.setenv("FLEET_TARGET", f"file://{tmp_path / 'fleet'}")
+    monkeypatch.setenv("FLEET_TEMPLATES", str(TEMPLATES))
+    tasks = dagbag(dags_folder).dags["fleet_meta"].task_dict
+
+    synced = tasks["sync"].python_callable(params={})
+    with pytest.raises(AirflowFailException, match="1 invalid customers: dallas-isd"):
+        tasks["check"].python_callable(synced)
+    assert sorted(built) == sorted(set(built)) and len(built) == 14  # 15 districts, 1 invalid
+    assert len(list((tmp_path / "fleet").rglob("*.py"))) == 26  # 28 less dallas-isd's 2
+
+
+def demo_snapshot_of(store_url: str) -> Snapshot:
+    from composer.store import open_store
+
+    return open_store(store_url).read_snapshot()
 
 
 @pytest.mark.airflow
@@ -152,7 +184,7 @@ def test_plan_fails_with_one_line_when_the_store_is_down(dags_folder, tmp_path, 
     tasks = dagbag(dags_folder).dags["fleet_meta"].task_dict
 
     with pytest.raises(StoreError, match="no such SQLite file") as failure:
-        tasks["plan"].python_callable()
+        tasks["sync"].python_callable()
     assert "\n" not in str(failure.value)
     assert not target.exists()
 
@@ -163,7 +195,7 @@ def test_tasks_say_which_variable_is_missing(dags_folder, monkeypatch):
     monkeypatch.delenv("FLEET_TARGET", raising=False)
     tasks = dagbag(dags_folder).dags["fleet_meta"].task_dict
     with pytest.raises(RuntimeError, match="FLEET_STORE and FLEET_TARGET not set"):
-        tasks["plan"].python_callable()
+        tasks["sync"].python_callable()
 
 
 # -- real runs: `airflow dags test` ---------------------------------------------------------
@@ -224,7 +256,7 @@ def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, de
     log = run.stdout + run.stderr
 
     assert run.returncode == 0, log[-5000:]
-    assert task_states(airflow_env) == {"plan": "success", "apply": "success", "check": "success"}
+    assert task_states(airflow_env) == {"sync": "success", "check": "success"}
     published = gcs_emulator.objects("composer-env-bucket", "dags/fleet/")
     assert len([name for name in published if name.endswith(".py")]) == 28
     assert "dags/fleet/austin-isd/austin-isd__main.py" in published
@@ -254,7 +286,7 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
     log = run.stdout + run.stderr
 
     assert run.returncode != 0
-    assert task_states(airflow_env) == {"plan": "success", "apply": "success", "check": "failed"}
+    assert task_states(airflow_env) == {"sync": "success", "check": "failed"}
     assert INVALID_LINE in log  # named in the task log: customer, field, reason
     assert "1 invalid customers: dallas-isd" in log
     valid_only = make_store(tmp_path / "valid.db", remove_customer(demo_snapshot, "dallas-isd"))

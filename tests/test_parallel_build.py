@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 def two_workers_for_any_fleet(monkeypatch):
     """The demo fleet is small: let it through the worker path all the same."""
     monkeypatch.setattr(parallel, "MIN_PER_WORKER", 1)
+    monkeypatch.setattr(parallel, "MIN_PER_WORKER_VERIFYING", 1)
     monkeypatch.setattr(parallel, "CHUNK", 2)  # several chunks per worker, in order
 
 
