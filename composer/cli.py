@@ -19,10 +19,18 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--store", default=None, help=f"store URL (default {DEFAULT_STORE})")
     common.add_argument(
-        "--target", default=DEFAULT_TARGET, help=f"target URL (default {DEFAULT_TARGET})"
+        "--target",
+        default=None,
+        help=f"target URL (default {DEFAULT_TARGET}; with fleet.yaml environments, theirs)",
     )
     common.add_argument(
         "--templates", type=Path, default=None, help="templates folder (default ./templates)"
+    )
+    common.add_argument(
+        "--environment",
+        default=None,
+        metavar="NAME",
+        help="plan/sync only this environment of fleet.yaml `environments:` (default: all)",
     )
     common.add_argument(
         "--build-jobs",
@@ -122,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     except SettingsError as exc:
         _say(f"error: {exc}")
-        return EXIT_INVALID
+        from composer.fleetenvs import UnknownEnvironment
+
+        return EXIT_USAGE if isinstance(exc, UnknownEnvironment) else EXIT_INVALID
     except KeyboardInterrupt:
         return 130
 
@@ -141,8 +151,13 @@ def _run(args: argparse.Namespace) -> int:
     store_url, create = _store_url(args)
     if args.command in ("validate", "render"):
         return _validate_or_render(args, store_url)
+    if args.command in ("plan", "sync") and _environments_wanted(args):
+        from composer.cli_envs import run_environments
+
+        return run_environments(args, store_url, _templates(args))
     from composer.pipeline import apply_fleet, plan_fleet
 
+    args.target = args.target or DEFAULT_TARGET
     started = time.monotonic()
     force = getattr(args, "force_prune", False)
     fleet_plan = plan_fleet(
@@ -187,6 +202,15 @@ def _run(args: argparse.Namespace) -> int:
         f"{len(fleet_plan.invalid_customers)} invalid, in {elapsed:.1f}s"
     )
     return EXIT_INVALID if fleet_plan.errors else EXIT_OK
+
+
+def _environments_wanted(args: argparse.Namespace) -> bool:
+    """--environment given, or fleet.yaml spreads the fleet over environments."""
+    if args.environment:
+        return True
+    from composer.settings import load_settings
+
+    return bool(load_settings(_templates(args)).environments)
 
 
 def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:

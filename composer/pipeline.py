@@ -14,6 +14,7 @@ from pathlib import Path
 
 from composer.build import FleetBuilder
 from composer.dagspec import RenderedFile
+from composer.environments import Environment
 from composer.errors import ConfigError, TargetError
 from composer.parallel import BuildRunner, PackedFile
 from composer.plan import MANIFEST, Desired, Manifest, Plan, make_plan
@@ -50,6 +51,7 @@ class FleetPlan:
     # so applying does not compose those customers twice.
     kept: dict[str, list[PackedFile]] = field(default_factory=dict)
     runner: BuildRunner | None = None
+    share: Share | None = None  # which environment's part of the fleet, and its moves
 
     def __post_init__(self) -> None:
         if self.runner is None:
@@ -84,65 +86,136 @@ class FleetPlan:
             )
 
 
+@dataclass
+class Share:
+    """One target's part of the fleet: which customers it gets (None: every one), what
+    the target holds now, and the environment it belongs to."""
+
+    target_url: str
+    customers: set[str] | None = None
+    environment: Environment | None = None
+    moving_out: dict[str, str] = field(default_factory=dict)  # customer -> new environment
+    held: set[str] = field(default_factory=set)  # assigned here, still owned elsewhere
+    target: Target | None = None
+    objects: dict[str, ObjectState] = field(default_factory=dict)
+    manifest: Manifest = field(default_factory=Manifest)
+
+    def read(self) -> Share:
+        """List the target and read its manifest (one listing, one read)."""
+        self.target = open_target(self.target_url)
+        self.objects = self.target.list_objects()
+        data = self.target.read(MANIFEST) if MANIFEST in self.objects else None
+        try:
+            self.manifest = Manifest.from_bytes(data)
+        except ValueError as exc:
+            raise TargetError(f"target {self.target_url}: unreadable {MANIFEST}: {exc}") from exc
+        return self
+
+
 def plan_fleet(
     store_url: str,
-    target_url: str,
+    target_url: str | None,
     templates_dir: Path,
     *,
     force_prune: bool = False,
     create_store: bool = False,
     build_jobs: int | None = None,
+    environment: str | None = None,
 ) -> FleetPlan:
     """Read one snapshot and the target, build every customer, and plan.
 
+    `environment`: plan only that environment's share (fleet.yaml `environments:`),
+    against its target; `target_url`, when given, must be that target.
     `build_jobs`: processes that build changed customers (default: one per core; a
     few customers are always built in-process). Raises StoreError, TargetError or
     SettingsError before anything is written."""
     snapshot = open_store(store_url, create=create_store).read_snapshot()
     builder = FleetBuilder(snapshot, templates_dir)
-    target = open_target(target_url)
-    objects = target.list_objects()
-    try:
-        manifest = Manifest.from_bytes(target.read(MANIFEST) if MANIFEST in objects else None)
-    except ValueError as exc:
-        raise TargetError(f"target {target_url}: unreadable {MANIFEST}: {exc}") from exc
+    if environment is None and not builder.settings.environments:
+        return plan_shares(builder, [Share(target_url or "").read()], force_prune, build_jobs)[0]
+    from composer.fleetenvs import environment_shares
+
+    shares = environment_shares(builder, [environment] if environment else None, target_url)
+    return plan_shares(builder, shares, force_prune, build_jobs)[0]
+
+
+def plan_shares(
+    builder: FleetBuilder,
+    shares: list[Share],
+    force_prune: bool = False,
+    build_jobs: int | None = None,
+) -> list[FleetPlan]:
+    """Plan each share against its target (already read). Customers whose inputs and
+    files are unchanged in their target are taken as they are; the others are built
+    once, by one set of build workers, whichever target they go to."""
     errors = list(builder.errors)
-    desired: list[Desired] = []
-    inputs: dict[str, str] = {}
-    owned_paths = manifest.paths_by_customer()
+    wanted: dict[str, Share] = {}
+    unchanged: dict[int, list[Desired]] = {i: [] for i in range(len(shares))}
+    inputs: dict[int, dict[str, str]] = {i: {} for i in range(len(shares))}
     digests: dict[str, str] = {}
-    for customer_id in builder.customer_ids():
-        digest = builder.inputs_digest(customer_id)
-        unchanged = manifest.unchanged_files(
-            customer_id, digest, owned_paths.get(customer_id, []), objects
-        )
-        if unchanged is not None:  # same inputs, same files: nothing to build
-            desired.extend(unchanged)
-            inputs[customer_id] = digest
-        else:
-            digests[customer_id] = digest
-    kept: dict[str, list[PackedFile]] = {}
+    where: dict[str, int] = {}
+    for index, share in enumerate(shares):
+        owned_paths = share.manifest.paths_by_customer()
+        for customer_id in builder.customer_ids():
+            if share.customers is not None and customer_id not in share.customers:
+                continue
+            digest = builder.inputs_digest(customer_id)
+            same = share.manifest.unchanged_files(
+                customer_id, digest, owned_paths.get(customer_id, []), share.objects
+            )
+            if same is not None:  # same inputs, same files: nothing to build
+                unchanged[index].extend(same)
+                inputs[index][customer_id] = digest
+            else:
+                digests[customer_id] = digest
+                where[customer_id] = index
+                wanted[customer_id] = share
+    desired: dict[int, list[Desired]] = {i: list(d) for i, d in unchanged.items()}
+    kept: dict[int, dict[str, list[PackedFile]]] = {i: {} for i in range(len(shares))}
     budget = KEEP_BUDGET_BYTES
     runner = BuildRunner(builder, build_jobs)
     progress = Progress(len(digests), "building")
     with runner:
         for build in runner.builds(list(digests)):
             progress.step()
+            index = where[build.customer_id]
+            objects = shares[index].objects
             if not build.errors:
-                inputs[build.customer_id] = digests[build.customer_id]
+                inputs[index][build.customer_id] = digests[build.customer_id]
             errors.extend(build.errors)
-            desired.extend(Desired(f.path, f.customer_id, f.md5) for f in build.files)
+            desired[index].extend(Desired(f.path, f.customer_id, f.md5) for f in build.files)
             differing = [
                 f for f in build.files if (o := objects.get(f.path)) is None or o.md5 != f.md5
             ]
             if differing and budget > 0:
-                kept[build.customer_id] = differing
+                kept[index][build.customer_id] = differing
                 budget -= sum(len(f.packed) for f in differing)
-    plan = make_plan(
-        desired, objects, manifest, builder.invalid, force_prune=force_prune, inputs=inputs
-    )
-    errors.extend(plan.errors)
-    return FleetPlan(plan, builder, target, objects, manifest, errors, kept, runner)
+    plans = []
+    for index, share in enumerate(shares):
+        plan = make_plan(
+            desired[index],
+            share.objects,
+            share.manifest,
+            builder.invalid,
+            force_prune=force_prune,
+            inputs=inputs[index],
+            moving=set(share.moving_out),
+        )
+        share_errors = [*errors, *plan.errors]
+        plans.append(
+            FleetPlan(
+                plan,
+                builder,
+                share.target,
+                share.objects,
+                share.manifest,
+                share_errors,
+                kept[index],
+                BuildRunner(builder, build_jobs),
+                share,
+            )
+        )
+    return plans
 
 
 def apply_fleet(

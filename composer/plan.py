@@ -94,6 +94,7 @@ class Plan:
     errors: list[ConfigError] = field(default_factory=list)  # found while planning
     owner: dict[str, str] = field(default_factory=dict)  # path -> customer, for writes
     prune_refused: bool = False
+    moved: int = 0  # of `removed`: files of customers moving to another environment
 
     @property
     def has_changes(self) -> bool:
@@ -126,6 +127,7 @@ def make_plan(
     *,
     force_prune: bool = False,
     inputs: dict[str, str] | None = None,
+    moving: set[str] | frozenset[str] = frozenset(),
 ) -> Plan:
     """Compare the wanted files with the target.
 
@@ -134,6 +136,8 @@ def make_plan(
       is reported and set aside, like any invalid customer.
     - Owned files that are no longer wanted are removed, except those of invalid
       customers, which stay exactly as they were.
+    - Files of `moving` customers (assigned to another environment) are removed too, but
+      do not count against the prune limit: they are not leaving the fleet.
     """
     plan = Plan(owned_before=len(manifest.files))
     wanted: dict[str, Desired] = {}
@@ -178,10 +182,11 @@ def make_plan(
                 md5[path] = manifest.md5[path]
         elif path in objects:
             plan.removed.append(path)
+            plan.moved += customer_id in moving
     digests = {c: d for c, d in (inputs or {}).items() if c not in keep}
     digests.update({c: d for c, d in manifest.inputs.items() if c in keep})
     plan.manifest = Manifest(owned, md5, digests)
     plan.manifest_changed = plan.manifest != manifest
-    if len(plan.removed) > prune_limit(plan.owned_before) and not force_prune:
+    if len(plan.removed) - plan.moved > prune_limit(plan.owned_before) and not force_prune:
         plan.prune_refused = True
     return plan

@@ -72,7 +72,7 @@ def apply_plan(
     """Write what the plan says. `render(customers)` rebuilds those customers' files."""
     if plan.prune_refused and not force_prune:
         raise PruneRefused(
-            f"refusing to remove {len(plan.removed)} of {plan.owned_before} owned files "
+            f"refusing to remove {len(plan.removed) - plan.moved} of {plan.owned_before} owned files "
             f"(more than {prune_limit(plan.owned_before)}): check the store, then run with "
             "--force-prune if the removal is intended"
         )
