@@ -1,0 +1,185 @@
+"""One fleet over several Composer environments, one bucket each, on the GCS emulator,
+through the real `fleet` command: where every customer's DAGs land, how moves are
+applied, and what a capacity refusal leaves alone."""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from bench.fleetgen import customer_rows, fleet_snapshot
+from composer.plan import MANIFEST
+from composer.store import Snapshot, open_store
+from tests.conftest import TEMPLATES, replace_customer
+from tests.gcs_emulator import GcsEmulator
+
+N = 60  # customers: two org trees of six, 48 single districts
+
+
+@pytest.fixture
+def buckets(gcs_emulator: GcsEmulator, monkeypatch) -> list[str]:
+    names = [f"env-bucket-{i}-{id(monkeypatch)}" for i in range(5)]
+    for name in names:
+        gcs_emulator.create_bucket(name)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    return names
+
+
+def templates_with(tmp_path: Path, environments: dict[str, tuple[str, int]]) -> Path:
+    """The shipped templates with an `environments:` block (NAME: bucket, capacity)."""
+    folder = tmp_path / f"templates-{len(list(tmp_path.glob('templates-*')))}"
+    shutil.copytree(TEMPLATES, folder)
+    lines = ["", "environments:"]
+    for name, (bucket, capacity) in environments.items():
+        lines.append(f"  {name}: {{target: gs://{bucket}/dags/fleet, capacity: {capacity}}}")
+    with (folder / "fleet.yaml").open("a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return folder
+
+
+def store_of(path: Path, snapshot: Snapshot) -> str:
+    url = f"sqlite:///{path}"
+    if path.exists():
+        path.unlink()
+    store = open_store(url, create=True)
+    store.init_schema()
+    store.insert(snapshot)
+    return url
+
+
+def placement(gcs: GcsEmulator, buckets: dict[str, str]) -> dict[str, set[str]]:
+    """customer_id -> environments holding any of its DAG files."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for env, bucket in buckets.items():
+        for name in gcs.objects(bucket, "dags/fleet/"):
+            if name.endswith(".py"):
+                found[name.removeprefix("dags/fleet/").split("/")[0]].add(env)
+    return found
+
+
+def four(buckets: list[str], capacity: int = 3000) -> dict[str, tuple[str, int]]:
+    return {f"env-{i}": (buckets[i], capacity) for i in range(4)}
+
+
+@pytest.fixture
+def synced(tmp_path, buckets, gcs_emulator, fleet_cli):
+    """A 60-customer fleet synced over four environments."""
+    templates = templates_with(tmp_path, four(buckets))
+    store = store_of(tmp_path / "fleet.db", fleet_snapshot(N))
+    code, _out, err = fleet_cli("sync", "--store", store, "--templates", str(templates))
+    assert code == 0, err
+    before = placement(gcs_emulator, {f"env-{i}": buckets[i] for i in range(4)})
+    return templates, store, before
+
+
+def test_every_active_customer_is_in_exactly_one_bucket_with_its_org_tree(
+    synced, gcs_emulator, buckets
+):
+    _, _, where = synced
+    assert len(where) == N and all(len(envs) == 1 for envs in where.values())
+    assert len({e for envs in where.values() for e in envs}) == 4  # all used
+    for child in ("d00001", "d00002", "d00003", "d00004", "d00005"):  # d00005: grandchild
+        assert where[child] == where["d00000"]
+
+
+def test_onboarding_one_customer_writes_to_one_environment_and_moves_nobody(
+    synced, tmp_path, buckets, gcs_emulator, fleet_cli
+):
+    templates, _, before = synced
+    snapshot = fleet_snapshot(N)
+    rows = customer_rows(N, "tulsa-ps")
+    grown = Snapshot(snapshot.customers + rows.customers, snapshot.integrations + rows.integrations)
+    store = store_of(tmp_path / "grown.db", grown)
+    code, out, err = fleet_cli("sync", "--store", store, "--templates", str(templates))
+    assert code == 0, err
+    written = [line for line in out.splitlines() if line.startswith("Synced env-")]
+    assert sum(" 0 written" not in line for line in written) == 1, out
+    after = placement(gcs_emulator, {f"env-{i}": buckets[i] for i in range(4)})
+    assert {c: e for c, e in after.items() if c != "tulsa-ps"} == before
+    assert not [line for line in out.splitlines() if line.startswith("moved ")]
+
+
+def test_adding_an_environment_moves_about_a_fifth_only_to_it_and_shows_moves(
+    synced, tmp_path, buckets, gcs_emulator, fleet_cli
+):
+    _, store, before = synced
+    five = templates_with(tmp_path, {**four(buckets), "env-4": (buckets[4], 3000)})
+    code, out, err = fleet_cli("plan", "--store", store, "--templates", str(five))
+    assert code == 0, err
+    moves = [line for line in out.splitlines() if line.startswith("customer ") and "->" in line]
+    code, out, err = fleet_cli("sync", "--store", store, "--templates", str(five))
+    assert code == 0, err
+    after = placement(gcs_emulator, {f"env-{i}": buckets[i] for i in range(5)})
+    assert all(len(envs) == 1 for envs in after.values()) and len(after) == N
+    moved = {c for c in before if before[c] != after[c]}
+    assert moved and all(after[c] == {"env-4"} for c in moved)  # none between old ones
+    assert 0.5 * N / 5 <= len(moved) <= 1.6 * N / 5
+    assert len(moves) == len(moved)  # every move shown as a move in the plan
+    assert all(line.endswith("-> env-4") for line in moves)
+
+
+def test_removing_an_environment_moves_only_its_own_customers(
+    synced, tmp_path, buckets, gcs_emulator, fleet_cli
+):
+    _, store, before = synced
+    three = templates_with(tmp_path, {k: v for k, v in four(buckets).items() if k != "env-1"})
+    # The removed environment's files are not the fleet's business any more: its own
+    # bucket goes with it (Terraform). Its customers land on the others.
+    code, _out, err = fleet_cli("sync", "--store", store, "--templates", str(three))
+    assert code == 0, err
+    after = placement(gcs_emulator, {f"env-{i}": buckets[i] for i in (0, 2, 3)})
+    moved = {c for c in before if before[c] != after[c]}
+    assert moved == {c for c, envs in before.items() if envs == {"env-1"}}
+
+
+def test_a_pin_wins_and_brings_its_tree(synced, tmp_path, buckets, gcs_emulator, fleet_cli):
+    templates, _, before = synced
+    target = next(e for e in ("env-0", "env-1", "env-2", "env-3") if before["d00000"] != {e})
+    pinned = replace_customer(fleet_snapshot(N), "d00003", environment=target)
+    store = store_of(tmp_path / "pinned.db", pinned)
+    code, _out, err = fleet_cli("sync", "--store", store, "--templates", str(templates))
+    assert code == 0, err
+    after = placement(gcs_emulator, {f"env-{i}": buckets[i] for i in range(4)})
+    for member in ("d00000", "d00001", "d00002", "d00003", "d00004", "d00005"):
+        assert after[member] == {target}
+    assert {c: e for c, e in after.items() if not c.startswith("d0000")} == {
+        c: e for c, e in before.items() if not c.startswith("d0000")
+    }
+
+
+def test_a_sync_over_capacity_is_refused_for_that_environment_only(
+    tmp_path, buckets, gcs_emulator, fleet_cli
+):
+    envs = {**four(buckets), "env-0": (buckets[0], 5)}  # weights follow capacity: pin it full
+    templates = templates_with(tmp_path, envs)
+    store = store_of(
+        tmp_path / "fleet.db", replace_customer(fleet_snapshot(N), "d00000", environment="env-0")
+    )
+    gcs_emulator.put(buckets[0], "dags/fleet/hand-made.py", b"# not ours\n")
+    before = gcs_emulator.objects(buckets[0])
+    code, _out, err = fleet_cli("sync", "--store", store, "--templates", str(templates))
+    assert code == 3
+    assert "environment env-0:" in err and "exceed its capacity of 5" in err
+    assert gcs_emulator.objects(buckets[0]) == before  # nothing written there
+    for i in (1, 2, 3):
+        assert MANIFEST.join(["dags/fleet/", ""]) in gcs_emulator.objects(buckets[i])
+
+
+def test_environment_option_syncs_one_share_and_rejects_unknown_names(
+    tmp_path, buckets, gcs_emulator, fleet_cli
+):
+    templates = templates_with(tmp_path, four(buckets))
+    store = store_of(tmp_path / "fleet.db", fleet_snapshot(N))
+    code, _out, err = fleet_cli(
+        "sync", "--store", store, "--templates", str(templates), "--environment", "env-2"
+    )
+    assert code == 0, err
+    where = placement(gcs_emulator, {f"env-{i}": buckets[i] for i in range(4)})
+    assert where and all(envs == {"env-2"} for envs in where.values())
+    code, _, err = fleet_cli(
+        "plan", "--store", store, "--templates", str(templates), "--environment", "nope"
+    )
+    assert code == 2 and "environment 'nope' is not in fleet.yaml" in err
