@@ -2,7 +2,8 @@
 
 plan -> apply -> check:
 - plan: reads the store (FLEET_STORE) and the target (FLEET_TARGET), builds every
-  active customer from the templates, and logs every file it would add (+), change (~)
+  active customer from the templates (with FLEET_ENVIRONMENT: only this environment's
+  share of fleet.yaml `environments:`), and logs every file it would add (+), change (~)
   or remove (-), and one line per invalid customer error.
 - apply: publishes. Valid customers are published even when others are invalid (an
   invalid customer's files stay as they were). A refused prune (more than 10% of the
@@ -73,6 +74,11 @@ def _config() -> tuple[str, str, Path]:
     return store, target, templates
 
 
+def _environment() -> str | None:
+    """FLEET_ENVIRONMENT, when the fleet is spread over several Composer environments."""
+    return os.environ.get("FLEET_ENVIRONMENT") or None
+
+
 def _summary(fleet_plan: Any) -> dict[str, Any]:
     plan = fleet_plan.plan
     return {
@@ -114,7 +120,9 @@ def plan_fleet_task() -> dict[str, Any]:
         templates,
         Path(composer.__file__).parent,
     )
-    fleet_plan = plan_fleet(store, target, templates)
+    # FLEET_ENVIRONMENT: this environment's name in fleet.yaml `environments:`; its meta-DAG
+    # publishes its own share (customers held for a move are written by a later run).
+    fleet_plan = plan_fleet(store, target, templates, environment=_environment())
     plan = fleet_plan.plan
     _log_lines(
         [f"+ {p}" for p in plan.added]
@@ -148,7 +156,9 @@ def apply_fleet_task(planned: dict[str, Any], **context: Any) -> dict[str, Any]:
 
     force = bool((context.get("params") or {}).get("force_prune", False))
     store, target, templates = _config()
-    fleet_plan = plan_fleet(store, target, templates, force_prune=force)
+    fleet_plan = plan_fleet(
+        store, target, templates, force_prune=force, environment=_environment()
+    )
     summary = _summary(fleet_plan)
     if summary["plan"] != planned["plan"]:
         log.warning(
