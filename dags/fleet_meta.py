@@ -156,9 +156,7 @@ def apply_fleet_task(planned: dict[str, Any], **context: Any) -> dict[str, Any]:
 
     force = bool((context.get("params") or {}).get("force_prune", False))
     store, target, templates = _config()
-    fleet_plan = plan_fleet(
-        store, target, templates, force_prune=force, environment=_environment()
-    )
+    fleet_plan = plan_fleet(store, target, templates, force_prune=force, environment=_environment())
     summary = _summary(fleet_plan)
     if summary["plan"] != planned["plan"]:
         log.warning(
