@@ -183,3 +183,29 @@ def test_environment_option_syncs_one_share_and_rejects_unknown_names(
         "plan", "--store", store, "--templates", str(templates), "--environment", "nope"
     )
     assert code == 2 and "environment 'nope' is not in fleet.yaml" in err
+
+
+def test_a_moving_customer_is_written_only_after_its_old_environment_removed_it(
+    synced, tmp_path, buckets, gcs_emulator, fleet_cli
+):
+    _, store, before = synced
+    five = templates_with(tmp_path, {**four(buckets), "env-4": (buckets[4], 3000)})
+    envs = {f"env-{i}": buckets[i] for i in range(5)}
+
+    def one(name: str) -> tuple[int, str]:
+        code, out, err = fleet_cli(
+            "sync", "--store", store, "--templates", str(five), "--environment", name
+        )
+        assert code == 0, err
+        return code, out
+
+    one("env-4")  # everything assigned to it is still owned by an old environment
+    assert placement(gcs_emulator, envs) == before
+    _, out = one("env-0")  # lets go of its movers (outside the prune limit)
+    from_env0 = {line.split()[2].rstrip(":") for line in out.splitlines() if "-> env-4" in line}
+    after_env0 = placement(gcs_emulator, envs)
+    assert from_env0 and all(c not in after_env0 for c in from_env0)
+    one("env-4")  # now writes env-0's movers, still holds the others'
+    now = placement(gcs_emulator, envs)
+    assert {c for c, e in now.items() if e == {"env-4"}} == from_env0
+    assert all(len(e) == 1 for e in now.values())
