@@ -55,8 +55,10 @@ def score(environment: Environment, key: str) -> float:
 
 
 def rendezvous(key: str, environments: Iterable[Environment]) -> str:
-    """The environment that scores `key` highest (ties: the smaller name)."""
-    return max(environments, key=lambda e: (score(e, key), [-ord(ch) for ch in e.name])).name
+    """The environment that scores `key` highest (ties: the smaller name). One with
+    capacity 0 is draining: it wins nothing."""
+    candidates = [e for e in environments if e.capacity != 0]
+    return max(candidates, key=lambda e: (score(e, key), [-ord(ch) for ch in e.name])).name
 
 
 def roots(parents: Mapping[str, str | None]) -> dict[str, str]:

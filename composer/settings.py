@@ -100,9 +100,13 @@ def _environments(path: Path, raw: Any) -> tuple[Environment, ...]:
                 f"{where}.target: {target} is also environments.{targets[target.rstrip('/')]}'s"
             )
         targets[target.rstrip("/")] = name
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
-            raise SettingsError(f"{where}.capacity: a positive number of DAGs is required")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise SettingsError(
+                f"{where}.capacity: a number of DAGs is required (0: draining, gets no customers)"
+            )
         found.append(Environment(name, target, capacity))
+    if not any(e.capacity for e in found):
+        raise SettingsError(f"{path}: environments: every capacity is 0; one must take customers")
     return tuple(found)
 
 

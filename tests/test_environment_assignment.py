@@ -102,3 +102,16 @@ def test_rendezvous_depends_on_the_key_and_the_set_of_environments_only(key):
 def test_a_parent_cycle_still_gives_every_member_one_root():
     found = roots({"a": "b", "b": "a", "c": "a"})
     assert found == {"a": "a", "b": "a", "c": "a"}
+
+
+def test_a_draining_environment_wins_nothing_and_moves_only_its_own():
+    members = fleet(3000)
+    before = assign(members, envs(4)).environment
+    draining = [
+        Environment(e.name, e.target, 0 if e.name == "env-1" else e.capacity) for e in envs(4)
+    ]
+    after = assign(members, draining).environment
+    assert "env-1" not in after.values()
+    assert {c for c in before if before[c] != after[c]} == {
+        c for c, e in before.items() if e == "env-1"
+    }

@@ -209,3 +209,18 @@ def test_a_moving_customer_is_written_only_after_its_old_environment_removed_it(
     now = placement(gcs_emulator, envs)
     assert {c for c, e in now.items() if e == {"env-4"}} == from_env0
     assert all(len(e) == 1 for e in now.values())
+
+
+def test_draining_an_environment_moves_its_customers_out_in_one_sync_two_passes(
+    synced, tmp_path, buckets, gcs_emulator, fleet_cli
+):
+    _, store, before = synced
+    draining = templates_with(tmp_path, {**four(buckets), "env-1": (buckets[1], 0)})
+    code, out, err = fleet_cli("sync", "--store", store, "--templates", str(draining))
+    assert code == 0, err
+    assert "2 pass(es)" in out  # removed from env-1 first, written elsewhere after
+    after = placement(gcs_emulator, {f"env-{i}": buckets[i] for i in range(4)})
+    assert len(after) == N and all(len(e) == 1 and e != {"env-1"} for e in after.values())
+    assert {c for c in before if before[c] != after[c]} == {
+        c for c, e in before.items() if e == {"env-1"}
+    }
