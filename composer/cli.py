@@ -4,6 +4,7 @@ exit codes (0 ok, 1 invalid config, 2 usage, 3 store or target failure / refused
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         "--environment",
         default=None,
         metavar="NAME",
-        help="plan/sync only this environment of fleet.yaml `environments:` (default: all)",
+        help="plan/sync/report only this environment of fleet.yaml `environments:` (default: all)",
     )
     common.add_argument(
         "--build-jobs",
@@ -61,6 +62,21 @@ def _parser() -> argparse.ArgumentParser:
         "--force-prune", action="store_true", help="allow removing more than 10%% of the fleet"
     )
     sync.add_argument("--jobs", type=int, default=16, help="parallel uploads (default 16)")
+    report = sub.add_parser(
+        "report", parents=[common], help="write the fleet report (one HTML page) from the plan"
+    )
+    report.add_argument(
+        "--out",
+        default="fleet-report.html",
+        help="file to write, - for stdout (default %(default)s)",
+    )
+    report.add_argument(
+        "--date",
+        type=_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the UTC day to chart (default: tomorrow, UTC)",
+    )
     store = sub.add_parser("store", help="manage the store")
     store_sub = store.add_subparsers(dest="store_command", required=True)
     init = store_sub.add_parser("init", parents=[common], help="create the schema")
@@ -88,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--jobs", type=int, default=16, help="parallel uploads (default 16)")
     deploy.add_argument("--dry-run", action="store_true", help="show the changes; write nothing")
     return parser
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _say(message: str) -> None:
@@ -157,7 +180,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_environments(args, store_url, _templates(args))
     from composer.pipeline import apply_fleet, plan_fleet
 
-    args.target = args.target or DEFAULT_TARGET
+    if not args.target and not (args.command == "report" and _environments_wanted(args)):
+        args.target = DEFAULT_TARGET
     started = time.monotonic()
     force = getattr(args, "force_prune", False)
     fleet_plan = plan_fleet(
@@ -167,9 +191,12 @@ def _run(args: argparse.Namespace) -> int:
         force_prune=force,
         create_store=create,
         build_jobs=args.build_jobs,
+        environment=args.environment,
     )
     plan = fleet_plan.plan
     _warnings(fleet_plan.builder.fleet.warnings)
+    if args.command == "report":
+        return _report(args, fleet_plan)
     if args.command == "plan":
         _errors(fleet_plan.errors)
         for label, paths in (("+", plan.added), ("~", plan.changed), ("-", plan.removed)):
@@ -196,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
         _errors(fleet_plan.errors)  # planning's, and any found while applying
     elapsed = time.monotonic() - started
     print(
-        f"Synced {args.target}: {len(plan.added)} added, {len(plan.changed)} changed, "
+        f"Synced {fleet_plan.target.url}: {len(plan.added)} added, {len(plan.changed)} changed, "
         f"{result.deleted} removed, {plan.unchanged} unchanged; "
         f"{len(fleet_plan.builder.customer_ids())} customers published, "
         f"{len(fleet_plan.invalid_customers)} invalid, in {elapsed:.1f}s"
@@ -206,11 +233,28 @@ def _run(args: argparse.Namespace) -> int:
 
 def _environments_wanted(args: argparse.Namespace) -> bool:
     """--environment given, or fleet.yaml spreads the fleet over environments."""
-    if args.environment:
-        return True
     from composer.settings import load_settings
 
+    if args.environment and args.environment != "default":
+        return True
+
     return bool(load_settings(_templates(args)).environments)
+
+
+def _report(args: argparse.Namespace, fleet_plan) -> int:
+    from composer.report import report_html
+
+    page = report_html(fleet_plan, args.date, environment=args.environment)
+    _errors(fleet_plan.errors)
+    if args.out == "-":
+        sys.stdout.write(page)
+    else:
+        Path(args.out).write_text(page, encoding="utf-8")
+        print(
+            f"Wrote {args.out}: {len(fleet_plan.builder.customer_ids())} customers, "
+            f"{len(fleet_plan.invalid_customers)} invalid"
+        )
+    return EXIT_INVALID if fleet_plan.errors else EXIT_OK
 
 
 def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:

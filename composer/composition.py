@@ -54,6 +54,21 @@ def cron_dag_id(customer_id: str, integration_id: str) -> str:
     return f"{customer_id}__{integration_id}"
 
 
+def main_schedule(customer: Customer, settings: FleetSettings) -> str:
+    """The main DAG's staggered cron (local time). One place, read by composition and by
+    the fleet report, which needs every customer's schedule without composing it."""
+    from composer.schedule import normalize_cron
+
+    cron = normalize_cron(customer.main_schedule or settings.default_main_schedule)
+    return stagger(cron, main_dag_id(customer.customer_id), settings.stagger_minutes)
+
+
+def cron_schedule(customer: Customer, integration: Integration, settings: FleetSettings) -> str:
+    """An own-DAG integration's staggered cron (local time); see main_schedule."""
+    dag_id = cron_dag_id(customer.customer_id, integration.integration_id)
+    return stagger(integration.schedule or "", dag_id, settings.stagger_minutes)
+
+
 class Composer:
     """Builds the DagSpecs of one customer at a time."""
 
@@ -137,14 +152,11 @@ class Composer:
             groups.extend(self._inner_groups(block_tasks, group.path))
             tasks.extend(self._after(setup, block_tasks))
         self._check_unique_nodes(customer, setup, [(i, b, g) for i, _, b, g in blocks])
-        schedule = customer.main_schedule or self.settings.default_main_schedule
-        from composer.schedule import normalize_cron
-
         return DagSpec(
             dag_id=dag_id,
             customer_id=customer.customer_id,
             variant="main",
-            schedule=stagger(normalize_cron(schedule), dag_id, self.settings.stagger_minutes),
+            schedule=main_schedule(customer, self.settings),
             timezone=customer.timezone,
             start_date=self.settings.start_date,
             description=f"{customer.name}: nightly main DAG",
@@ -183,7 +195,7 @@ class Composer:
             dag_id=dag_id,
             customer_id=customer.customer_id,
             variant="cron",
-            schedule=stagger(integration.schedule or "", dag_id, self.settings.stagger_minutes),
+            schedule=cron_schedule(customer, integration, self.settings),
             timezone=customer.timezone,
             start_date=self.settings.start_date,
             description=str(

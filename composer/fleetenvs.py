@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from composer.build import FleetBuilder
-from composer.environments import Assignment, Environment, Member, assign
+from composer.environments import DEFAULT_NAME, Assignment, Environment, Member, assign
 from composer.errors import SettingsError, TargetError
 from composer.pipeline import FleetPlan, Share, apply_fleet, plan_shares
 from composer.plan import MANIFEST, Manifest
@@ -66,7 +66,8 @@ def environment_shares(
     environments = {e.name: e for e in builder.settings.environments}
     if not environments:
         raise UnknownEnvironment(
-            f"--environment {names[0] if names else ''}: fleet.yaml defines no environments"
+            f"--environment {names[0] if names else ''}: this fleet has one environment, "
+            f"'{DEFAULT_NAME}' (fleet.yaml lists no environments)"
         )
     for name in names or []:
         if name not in environments:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from composer.build import FleetBuilder
 from composer.dagspec import RenderedFile
-from composer.environments import Environment
+from composer.environments import DEFAULT_NAME, Environment
 from composer.errors import ConfigError, TargetError
 from composer.parallel import BuildRunner, PackedFile
 from composer.plan import MANIFEST, Desired, Manifest, Plan, make_plan
@@ -131,7 +131,7 @@ def plan_fleet(
     SettingsError before anything is written."""
     snapshot = open_store(store_url, create=create_store).read_snapshot()
     builder = FleetBuilder(snapshot, templates_dir)
-    if environment is None and not builder.settings.environments:
+    if environment in (None, DEFAULT_NAME) and not builder.settings.environments:
         return plan_shares(builder, [Share(target_url or "").read()], force_prune, build_jobs)[0]
     from composer.fleetenvs import environment_shares
 

@@ -461,6 +461,7 @@ def test_meta_dag_run_under_airflow_2_11_publishes_the_target2_fleet(
     # Rendered under Airflow 2.11 by the meta-DAG, byte for byte what this venv rendered.
     assert dag_files(published) == dag_files(fleet2)
     assert (published / ".dagfleet-manifest.json").is_file()
+    assert "DAG starts per 5 minutes" in (published / "fleet-report.html").read_text()
 
 
 def outcome_of(call) -> BaseException | None:

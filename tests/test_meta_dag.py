@@ -228,6 +228,10 @@ def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, de
     published = gcs_emulator.objects("composer-env-bucket", "dags/fleet/")
     assert len([name for name in published if name.endswith(".py")]) == 26
     assert "dags/fleet/austin-isd/austin-isd__main.py" in published
+    # the fleet report, beside the manifest, and listed in .airflowignore
+    assert published["dags/fleet/fleet-report.html"][1].startswith(b"<!DOCTYPE html>")
+    assert b"fleet-report.html" in published["dags/fleet/.airflowignore"][1].splitlines()
+    assert "report written: fleet-report.html" in log
     # the plan is readable in the task log, and the tasks ran the deployed package
     assert "+ austin-isd/austin-isd__main.py" in log
     assert "Plan: 26 to add, 0 to change, 0 to remove, 0 unchanged; 0 invalid customers" in log
@@ -257,6 +261,8 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
     expected = plan_fleet(valid_only, f"file://{tmp_path / 'empty'}", TEMPLATES).plan.added
     assert len(expected) == 24
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == expected
+    report = (target / "fleet-report.html").read_text()
+    assert "customer dallas-isd, field timezone: unknown IANA timezone" in report
 
 
 @pytest.mark.slow
