@@ -4,6 +4,7 @@ applied, and what a capacity refusal leaves alone."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.fleetgen import customer_rows, fleet_snapshot
+from composer.build import FleetBuilder
+from composer.fleetenvs import dag_count
 from composer.plan import MANIFEST
 from composer.store import Snapshot, open_store
 from tests.conftest import TEMPLATES, replace_customer
@@ -224,3 +227,22 @@ def test_draining_an_environment_moves_its_customers_out_in_one_sync_two_passes(
     assert {c for c in before if before[c] != after[c]} == {
         c for c, e in before.items() if e == {"env-1"}
     }
+
+
+def test_the_report_shows_every_environment_against_its_capacity_or_one(
+    tmp_path, buckets, gcs_emulator, fleet_cli
+):
+    templates = templates_with(tmp_path, four(buckets))
+    store = store_of(tmp_path / "fleet.db", fleet_snapshot(N))
+    common = ("--store", store, "--templates", str(templates))
+    out = tmp_path / "report.html"
+    code, _, err = fleet_cli("report", *common, "--out", str(out))
+    assert code == 0, err
+    page = out.read_text()
+    dags = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) of 3,000 DAGs", page)]
+    builder = FleetBuilder(open_store(store).read_snapshot(), templates)
+    total = sum(dag_count(builder, c) for c in builder.customer_ids())
+    assert len(dags) == 4 and all(dags) and sum(dags) == total
+    code, _, err = fleet_cli("report", *common, "--environment", "env-2", "--out", str(out))
+    assert code == 0, err
+    assert len(re.findall(r"of 3,000 DAGs", out.read_text())) == 1
