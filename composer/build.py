@@ -76,6 +76,9 @@ class FleetBuilder:
         row = json.dumps(_plain(customer), sort_keys=True, default=repr)
         digest.update(row.encode())
         digest.update(json.dumps(descendants).encode())
+        moved = self.composer.start_after.get(customer_id)
+        if moved is not None:  # only then: every other digest stays as it was
+            digest.update(f"start_after {moved.isoformat()}".encode())
         for name in sorted(templates):
             digest.update(_file_digest(self.templates_dir / f"{name}.yaml").encode())
         if customer.legacy_dag_file:

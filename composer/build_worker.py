@@ -14,8 +14,9 @@ from composer.parallel import pack
 def main(read_fd: int, write_fd: int) -> None:
     receive = Connection(read_fd, writable=False)
     send = Connection(write_fd, readable=False)
-    snapshot, templates_dir = receive.recv()
+    snapshot, templates_dir, start_after = receive.recv()
     builder = FleetBuilder(snapshot, templates_dir)
+    builder.composer.start_after.update(start_after)
     while True:
         try:
             chunk = receive.recv()

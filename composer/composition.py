@@ -8,6 +8,7 @@ the integration and the field.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
 import json_merge_patch
@@ -83,6 +84,9 @@ class Composer:
         self.settings = settings
         self.templates = templates
         self.operators = operators
+        # Customers that moved in from another Composer environment: their DAGs start
+        # after the move (composer/fleetenvs.py), so no tick the old one ran runs again.
+        self.start_after: dict[str, dt.datetime] = {}
 
     # -- public ---------------------------------------------------------------
 
@@ -158,7 +162,7 @@ class Composer:
             variant="main",
             schedule=main_schedule(customer, self.settings),
             timezone=customer.timezone,
-            start_date=self.settings.start_date,
+            start_date=self.start_after.get(customer.customer_id, self.settings.start_date),
             description=f"{customer.name}: nightly main DAG",
             tags=self._tags(customer, [t.name for _, t, _, _ in blocks], "main"),
             default_args=self._dag_default_args(customer, None, params),
@@ -197,7 +201,7 @@ class Composer:
             variant="cron",
             schedule=cron_schedule(customer, integration, self.settings),
             timezone=customer.timezone,
-            start_date=self.settings.start_date,
+            start_date=self.start_after.get(customer.customer_id, self.settings.start_date),
             description=str(
                 description or f"{customer.name}: {integration.integration_id} ({template.name})"
             ),

@@ -11,6 +11,7 @@ second pass, or the next meta-DAG run) writes it here.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,12 @@ from composer.plan import MANIFEST, Manifest
 from composer.targets import open_target
 
 T = TypeVar("T")
+
+
+# How long an old environment's DAG processor may keep scheduling a deleted file, and
+# how long a manifest remembers a customer it let go.
+MOVE_MARGIN = dt.timedelta(minutes=10)
+TOMBSTONE_DAYS = dt.timedelta(days=30)
 
 
 class UnknownEnvironment(SettingsError):
@@ -104,7 +111,54 @@ def environment_shares(
                 share.moving_out[customer_id] = new
         share.held = {c for c in share.customers or () if owner.get(c, name) != name}
         share.customers = (share.customers or set()) - share.held
+        _record_moves(builder, share, manifests)
     return shares
+
+
+def _record_moves(builder: FleetBuilder, share: Share, manifests: dict[str, Manifest]) -> None:
+    """The moves the share's manifest keeps: customers it lets go now or let go lately
+    (tombstones, for their new environment), and when customers that moved in may start:
+    MOVE_MARGIN after their old environment removed them, the time its DAG processor may
+    take to notice a deleted file. Their DAGs' start_date is that time, so the first run
+    here is the first tick after it (catchup=False would otherwise run the latest past
+    tick at once: one the old environment already ran)."""
+    name = share.environment.name  # type: ignore[union-attr]
+    own = manifests[name]
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    mine = set(share.customers or ()) | share.held
+    kept = {
+        c: t
+        for c, t in own.moved_out.items()
+        if c not in mine and _when(t.get("at")) > now - TOMBSTONE_DAYS
+    }
+    for customer_id, new in share.moving_out.items():
+        previous = own.moved_out.get(customer_id)
+        if previous is None or previous.get("to") != new:
+            previous = {"to": new, "at": (now + MOVE_MARGIN).isoformat()}
+        kept[customer_id] = previous
+    share.moved_out = kept
+    owned_here = own.paths_by_customer()
+    moved_in = {c: at for c, at in own.moved_in.items() if c in mine}
+    for other, manifest in manifests.items():
+        if other == name:
+            continue
+        for customer_id, tomb in manifest.moved_out.items():
+            if (
+                tomb.get("to") == name
+                and customer_id in mine
+                and customer_id not in owned_here
+                and customer_id not in moved_in
+            ):
+                moved_in[customer_id] = str(tomb.get("at"))
+    share.moved_in = moved_in
+    builder.composer.start_after.update({c: _when(at) for c, at in moved_in.items()})
+
+
+def _when(text: str | None) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 @dataclass

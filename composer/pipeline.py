@@ -6,6 +6,7 @@ target) touch the outside world; everything they call in between is pure.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from collections.abc import Iterator
@@ -96,6 +97,8 @@ class Share:
     environment: Environment | None = None
     moving_out: dict[str, str] = field(default_factory=dict)  # customer -> new environment
     held: set[str] = field(default_factory=set)  # assigned here, still owned elsewhere
+    moved_out: dict[str, dict[str, str]] = field(default_factory=dict)  # the manifest's
+    moved_in: dict[str, str] = field(default_factory=dict)
     target: Target | None = None
     objects: dict[str, ObjectState] = field(default_factory=dict)
     manifest: Manifest = field(default_factory=Manifest)
@@ -201,6 +204,11 @@ def plan_shares(
             inputs=inputs[index],
             moving=set(share.moving_out),
         )
+        if share.environment is not None:  # record moves in the manifest
+            plan.manifest = dataclasses.replace(
+                plan.manifest, moved_out=share.moved_out, moved_in=share.moved_in
+            )
+            plan.manifest_changed = plan.manifest != share.manifest
         share_errors = [*errors, *plan.errors]
         plans.append(
             FleetPlan(

@@ -31,15 +31,23 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # path -> customer_id
     md5: dict[str, str] = field(default_factory=dict)  # path -> md5 hex, as written
     inputs: dict[str, str] = field(default_factory=dict)  # customer_id -> inputs digest
+    # Moves between Composer environments (composer/fleetenvs.py): customers this one let
+    # go ({"to": environment, "at": UTC ISO time}), and when those that moved in may start.
+    moved_out: dict[str, dict[str, str]] = field(default_factory=dict)
+    moved_in: dict[str, str] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        body = {
+        body: dict = {
             "generator": "dagfleet",
             "version": 2,
             "files": self.files,
             "md5": self.md5,
             "inputs": self.inputs,
         }
+        if self.moved_out:
+            body["moved_out"] = self.moved_out
+        if self.moved_in:
+            body["moved_in"] = self.moved_in
         return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -53,6 +61,12 @@ class Manifest:
             {str(k): str(v) for k, v in body["files"].items()},
             {str(k): str(v) for k, v in (body.get("md5") or {}).items()},
             {str(k): str(v) for k, v in (body.get("inputs") or {}).items()},
+            {
+                str(k): {"to": str(v.get("to")), "at": str(v.get("at"))}
+                for k, v in (body.get("moved_out") or {}).items()
+                if isinstance(v, dict)
+            },
+            {str(k): str(v) for k, v in (body.get("moved_in") or {}).items()},
         )
 
     def unchanged_files(

@@ -4,6 +4,8 @@ applied, and what a capacity refusal leaves alone."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 import shutil
 from collections import defaultdict
@@ -122,6 +124,28 @@ def test_adding_an_environment_moves_about_a_fifth_only_to_it_and_shows_moves(
     assert 0.5 * N / 5 <= len(moved) <= 1.6 * N / 5
     assert len(moves) == len(moved)  # every move shown as a move in the plan
     assert all(line.endswith("-> env-4") for line in moves)
+    # No tick runs twice: a moved DAG starts after its old environment let it go (plus the
+    # margin its DAG processor may take); the others keep the fleet's start date.
+    moved_file = gcs_emulator.objects(buckets[4], "dags/fleet/")
+    tomb = json.loads(gcs_emulator.objects(buckets[0], "dags/fleet/")["dags/fleet/" + MANIFEST][1])
+    starts = {
+        name: re.search(rb"start_date=(pendulum\.datetime\([^)]*\))", data).group(1).decode()
+        for name, (_, data) in moved_file.items()
+        if name.endswith(".py")
+    }
+    for customer_id, entry in tomb.get("moved_out", {}).items():
+        at = dt.datetime.fromisoformat(entry["at"])
+        assert entry["to"] == "env-4"
+        expected = (
+            f"pendulum.datetime({at.year}, {at.month}, {at.day}, {at.hour}, {at.minute}, tz='UTC')"
+        )
+        assert all(v == expected for k, v in starts.items() if f"/{customer_id}/" in k)
+    assert set(tomb.get("moved_out", {})) <= {m for m in moved}
+    assert all("tz='UTC'" in start for start in starts.values())
+    untouched = gcs_emulator.objects(buckets[2], "dags/fleet/")
+    assert all(
+        b"tz='UTC'" not in data for name, (_, data) in untouched.items() if name.endswith(".py")
+    )
 
 
 def test_removing_an_environment_moves_only_its_own_customers(
