@@ -79,6 +79,15 @@ class FleetBuilder:
         moved = self.composer.start_after.get(customer_id)
         if moved is not None:  # only then: every other digest stays as it was
             digest.update(f"start_after {moved.isoformat()}".encode())
+        if descendants and self.settings.rollup_template:
+            # The roll-up DAG reads each descendant's resolved tables: its rows, and the
+            # template its roll-up sources use.
+            templates.add(self.settings.rollup_template)
+            templates.update(filter(None, [self.composer.rollup_sources_template()]))
+            for descendant_id in descendants:
+                child = self.fleet.customers.get(descendant_id)
+                plain = _plain(child) if child else None
+                digest.update(json.dumps(plain, sort_keys=True, default=repr).encode())
         for name in sorted(templates):
             digest.update(_file_digest(self.templates_dir / f"{name}.yaml").encode())
         if customer.legacy_dag_file:

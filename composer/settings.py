@@ -27,6 +27,7 @@ _KEYS = {
     "rollup_template",
     "limits",
     "environments",
+    "paused_at_creation",
 }
 
 
@@ -45,6 +46,8 @@ class FleetSettings:
     limits: Limits = field(default_factory=Limits)
     # Composer environments the fleet is spread over; empty: one, the --target.
     environments: tuple[Environment, ...] = ()
+    # Unpaused by default: an onboarded district runs with no human step (SPEC 4).
+    paused_at_creation: bool = False
 
 
 def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
@@ -145,6 +148,9 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         isinstance(i, str) and DOTTED_RE.match(i) for i in imports
     ):
         raise SettingsError(f"{path}: imports must be a list of dotted paths")
+    paused = raw.get("paused_at_creation", False)
+    if not isinstance(paused, bool):
+        raise SettingsError(f"{path}: paused_at_creation must be true or false")
     _check_setup_tasks(path, raw.get("setup_tasks"))
     from composer.schedule import normalize_cron
 
@@ -165,4 +171,5 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         rollup_template=raw.get("rollup_template"),
         limits=_limits(path, raw.get("limits")),
         environments=_environments(path, raw.get("environments")),
+        paused_at_creation=paused,
     )

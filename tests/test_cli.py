@@ -16,11 +16,11 @@ def test_sync_on_a_fresh_clone_seeds_the_default_store_and_builds_the_demo(
     code, out, err = fleet_cli("sync")
     assert code == 0, err
     assert "created fleet.db with the demo fleet" in err
-    assert "26 added" in out and "15 customers published, 0 invalid" in out
-    assert len(list((tmp_path / "build" / "dags").rglob("*.py"))) == 26
+    assert "28 added" in out and "15 customers published, 0 invalid" in out
+    assert len(list((tmp_path / "build" / "dags").rglob("*.py"))) == 28
     code, out, err = fleet_cli("sync")
     assert (
-        code == 0 and "created" not in err and "0 added, 0 changed, 0 removed, 26 unchanged" in out
+        code == 0 and "created" not in err and "0 added, 0 changed, 0 removed, 28 unchanged" in out
     )
 
 
@@ -49,13 +49,13 @@ def test_plan_detailed_exitcode_reports_changes_like_terraform(tmp_path, demo_st
     )
     assert code == 2
     assert "+ austin-isd/austin-isd__main.py" in out
-    assert "Plan: 26 to add, 0 to change, 0 to remove, 0 unchanged" in out
+    assert "Plan: 28 to add, 0 to change, 0 to remove, 0 unchanged" in out
     assert not (tmp_path / "dags").exists()  # plan writes nothing
     assert fleet_cli("sync", "--store", demo_store, "--target", target)[0] == 0
     code, out, _ = fleet_cli(
         "plan", "--store", demo_store, "--target", target, "--detailed-exitcode"
     )
-    assert code == 0 and "Plan: 0 to add, 0 to change, 0 to remove, 26 unchanged" in out
+    assert code == 0 and "Plan: 0 to add, 0 to change, 0 to remove, 28 unchanged" in out
 
 
 def test_plan_diff_shows_the_change_an_override_makes(tmp_path, demo_snapshot, fleet_cli):
@@ -97,7 +97,7 @@ def test_render_of_an_unknown_customer_says_so(demo_store, fleet_cli):
 def test_validate_checks_every_customer_and_writes_nothing(tmp_path, demo_store, fleet_cli):
     code, out, _ = fleet_cli("validate", "--store", demo_store)
     assert code == 0
-    assert out.strip() == "Validated 16 customers: 26 files, 0 invalid customers"
+    assert out.strip() == "Validated 16 customers: 28 files, 0 invalid customers"
 
 
 def test_store_init_demo_creates_the_schema_and_rows(tmp_path, fleet_cli):
@@ -124,7 +124,7 @@ def test_the_default_store_is_created_next_to_where_fleet_runs(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     code, out, _ = fleet_cli("validate")
     assert code == 0 and Path("fleet.db").is_file()
-    assert "26 files" in out
+    assert "28 files" in out
 
 
 def test_deploy_copies_the_meta_dag_package_and_templates_once(tmp_path, fleet_cli):

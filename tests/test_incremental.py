@@ -42,7 +42,7 @@ def test_a_no_op_sync_builds_no_customer(tmp_path, demo_snapshot, built):
     built.clear()
     fleet_plan, result = sync(store, target)
     assert built == [] and result.written == 0
-    assert fleet_plan.plan.unchanged == 26 and not fleet_plan.plan.manifest_changed
+    assert fleet_plan.plan.unchanged == 28 and not fleet_plan.plan.manifest_changed
 
 
 def test_onboarding_builds_only_the_new_customer(tmp_path, demo_snapshot, built):
@@ -80,7 +80,7 @@ def test_a_new_child_rebuilds_its_parents_roll_up(tmp_path, demo_snapshot, built
     child = replace_customer(child, "cascade-west", parent_customer_id="cascade-esd")
     fleet_plan, _ = sync(make_store(tmp_path / "b.db", child), target)
     assert set(built) == {"cascade-west", "cascade-esd"}
-    assert "cascade-esd/cascade-esd__main.py" in fleet_plan.plan.changed
+    assert fleet_plan.plan.changed == ["cascade-esd/cascade-esd__rollup.py"]
 
 
 def test_editing_a_template_rebuilds_exactly_the_customers_that_use_it(

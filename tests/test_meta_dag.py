@@ -136,7 +136,7 @@ def test_apply_refuses_a_prune_and_deletes_nothing_until_forced(
 
     planned = tasks["plan"].python_callable()
     assert planned["prune_refused"] is True
-    with pytest.raises(AirflowFailException, match=r"refusing to remove 26 of 26 .*force_prune"):
+    with pytest.raises(AirflowFailException, match=r"refusing to remove 28 of 28 .*force_prune"):
         tasks["apply"].python_callable(planned, params={"force_prune": False})
     assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
 
@@ -226,7 +226,7 @@ def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, de
     assert run.returncode == 0, log[-5000:]
     assert task_states(airflow_env) == {"plan": "success", "apply": "success", "check": "success"}
     published = gcs_emulator.objects("composer-env-bucket", "dags/fleet/")
-    assert len([name for name in published if name.endswith(".py")]) == 26
+    assert len([name for name in published if name.endswith(".py")]) == 28
     assert "dags/fleet/austin-isd/austin-isd__main.py" in published
     # the fleet report, beside the manifest, and listed in .airflowignore
     assert published["dags/fleet/fleet-report.html"][1].startswith(b"<!DOCTYPE html>")
@@ -234,7 +234,7 @@ def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, de
     assert "report written: fleet-report.html" in log
     # the plan is readable in the task log, and the tasks ran the deployed package
     assert "+ austin-isd/austin-isd__main.py" in log
-    assert "Plan: 26 to add, 0 to change, 0 to remove, 0 unchanged; 0 invalid customers" in log
+    assert "Plan: 28 to add, 0 to change, 0 to remove, 0 unchanged; 0 invalid customers" in log
     dags = airflow_env["AIRFLOW__CORE__DAGS_FOLDER"]
     assert f"templates {dags}/fleet_templates, composer package {dags}/composer" in log
 
@@ -259,7 +259,7 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
     assert "1 invalid customers: dallas-isd" in log
     valid_only = make_store(tmp_path / "valid.db", remove_customer(demo_snapshot, "dallas-isd"))
     expected = plan_fleet(valid_only, f"file://{tmp_path / 'empty'}", TEMPLATES).plan.added
-    assert len(expected) == 24
+    assert len(expected) == 26
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == expected
     report = (target / "fleet-report.html").read_text()
     assert "customer dallas-isd, field timezone: unknown IANA timezone" in report
@@ -269,7 +269,7 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
 def test_dags_test_builds_a_large_fleet_in_build_workers(airflow_env, tmp_path):
     """Inside Airflow's task process the build workers start (no fallback to one
     process) and publish what an in-process build plans."""
-    from bench.fleetgen import write_store
+    from bench.fleetgen import parents, write_store
 
     store = write_store(tmp_path / "fleet.db", 2 * 160)  # enough for two workers
     target = tmp_path / "fleet"
@@ -283,7 +283,7 @@ def test_dags_test_builds_a_large_fleet_in_build_workers(airflow_env, tmp_path):
     assert "building 320 customers in 2 worker processes" in log
     assert "building in one process" not in log
     expected = plan_fleet(store, f"file://{tmp_path / 'empty'}", TEMPLATES, build_jobs=1)
-    assert len(expected.plan.added) == 960
+    assert len(expected.plan.added) == 3 * 320 + len(parents(320))  # + a roll-up per parent
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == sorted(
         expected.plan.added
     )

@@ -48,7 +48,7 @@ def test_output_is_byte_identical_across_runs(tmp_path, demo_snapshot):
     sync(store, tmp_path / "a")
     sync(store, tmp_path / "b")
     a, b = snapshot_files(tmp_path / "a"), snapshot_files(tmp_path / "b")
-    assert len(a) == 28  # 26 DAG files, the manifest and .airflowignore
+    assert len(a) == 30  # 28 DAG files, the manifest and .airflowignore
     assert a == b
 
 
@@ -59,7 +59,7 @@ def test_second_sync_writes_nothing(tmp_path, demo_snapshot):
     before = {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file()}
     fleet_plan, result = sync(store, target)
     assert (result.written, result.deleted) == (0, 0)
-    assert not fleet_plan.plan.has_changes and fleet_plan.plan.unchanged == 26
+    assert not fleet_plan.plan.has_changes and fleet_plan.plan.unchanged == 28
     assert {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file()} == before
 
 
@@ -105,7 +105,7 @@ def test_emptied_store_is_refused_and_nothing_is_deleted(tmp_path, demo_snapshot
     empty = make_store(tmp_path / "empty.db", Snapshot())
     code, _out, err = fleet_cli("sync", "--store", empty, "--target", f"file://{target}")
     assert code == 3
-    assert "refusing to remove 26 of 26 owned files" in err
+    assert "refusing to remove 28 of 28 owned files" in err
     assert snapshot_files(target) == before
     with pytest.raises(PruneRefused):
         sync(empty, target)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from composer.report import facts, publish_report, report_html
-from composer.report.figures import SLOT_MINUTES, SLOTS, compute
+from composer.report.figures import NO_TEMPLATE, SLOT_MINUTES, SLOTS, compute
 from composer.report.html import render, text
 from composer.report.starts import start_minutes
 from composer.store import Snapshot
@@ -49,7 +49,7 @@ def expected_slots(dags: list[tuple[str, str, tuple[str, ...]]], day: dt.date):
     """(cron, timezone, templates) per DAG -> per-series starts per slot, independently."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0] * SLOTS)
     for expression, timezone, templates in dags:
-        series = " + ".join(sorted(templates))
+        series = " + ".join(sorted(templates)) or NO_TEMPLATE  # a main DAG of setup tasks
         for minute in airflow_start_minutes(expression, timezone, day):
             counts[series][minute // SLOT_MINUTES] += 1
     return dict(counts)
@@ -90,7 +90,8 @@ def test_demo_counts_equal_the_timetables_of_the_dags_airflow_imports(demo_plan)
     generated = [
         d for d in bag.dags.values() if {"variant:main", "variant:cron"} & set(d.tags or ())
     ]
-    assert len(generated) == 25 == len(bag.dags) - 1  # all but lincoln-unified's legacy file
+    # all but lincoln-unified's legacy file and the two asset-triggered roll-ups
+    assert len(generated) == 25 == len(bag.dags) - 3
     figures = compute(facts(fleet_plan, MONDAY))
     for day in (MONDAY, MONDAY + dt.timedelta(days=1)):
         dags = [
@@ -109,9 +110,11 @@ def test_demo_counts_equal_the_timetables_of_the_dags_airflow_imports(demo_plan)
         sum(map(sum, expected_slots(dags, MONDAY + dt.timedelta(days=n)).values()))
         for n in range(2)
     ]
-    assert figures.environments[0].dags == 26  # the legacy DAG is counted, not charted
-    assert figures.uncharted == [
-        ("lincoln-unified", "legacy file lincoln_unified_legacy.py: its schedule is its own code")
+    assert figures.environments[0].dags == 28  # legacy and roll-ups: counted, not charted
+    assert sorted(figures.uncharted) == [
+        ("cascade-esd", "cascade-esd__rollup: starts when its descendants' data has loaded"),
+        ("cascade-north", "cascade-north__rollup: starts when its descendants' data has loaded"),
+        ("lincoln-unified", "legacy file lincoln_unified_legacy.py: its schedule is its own code"),
     ]
     # the stagger is visible: the busiest 5 minutes hold a handful of the 26 DAGs
     assert figures.charts[0].busiest[0].starts == max(figures.charts[0].totals) < 6
@@ -143,14 +146,16 @@ def test_2000_customer_counts_equal_the_schedules_in_the_generated_files(tmp_pat
     fleet_plan = plan_fleet(store, f"file://{tmp_path}/dags", TEMPLATES)
     assert fleet_plan.errors == []
     files = [f for packed in fleet_plan.kept.values() for f in packed]
-    assert len(files) == 6000  # every file was built and kept: nothing is left out
-    dags = [_schedule_and_tags(f.content) for f in files]
+    rollups = [f for f in files if f.path.endswith("__rollup.py")]  # started by assets
+    assert len(files) - len(rollups) == 6000 and rollups  # every file was built and kept
+    dags = [_schedule_and_tags(f.content) for f in files if f not in rollups]
 
     figures = compute(facts(fleet_plan, MONDAY))
 
     want = expected_slots(dags, MONDAY)
     assert chart_counts(figures.charts[0]) == want
-    assert figures.environments[0].dags == 6000 and figures.districts == 2000
+    assert figures.environments[0].dags == len(files) and figures.districts == 2000
+    assert len(figures.uncharted) == len(rollups)
     by_template = Counter()
     for _, _, templates in dags:
         by_template.update(templates)

@@ -28,7 +28,7 @@ def test_same_rows_in_sqlite_and_spanner_give_byte_identical_fleets(
     assert open_store(url).read_snapshot().customers  # the demo rows are there
     code, out, err = fleet_cli("sync", "--store", url, "--target", f"file://{tmp_path}/spanner")
     assert code == 0, err
-    assert "26 added" in out
+    assert "28 added" in out
     sqlite = make_store(tmp_path / "fleet.db", demo_snapshot)
     assert fleet_cli("sync", "--store", sqlite, "--target", f"file://{tmp_path}/sqlite")[0] == 0
     assert snapshot_files(tmp_path / "spanner") == snapshot_files(tmp_path / "sqlite")
@@ -87,5 +87,5 @@ def test_a_stopped_spanner_emulator_fails_the_sync_with_exit_3_and_changes_nothi
     assert out == ""
     assert snapshot_files(target) == before
     manifest = json.loads((target / ".dagfleet-manifest.json").read_text())
-    assert len(manifest["files"]) == 26
+    assert len(manifest["files"]) == 28
     assert Path(target).is_dir()

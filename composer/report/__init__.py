@@ -4,7 +4,7 @@ environment, and which customers are invalid, computed from the same plan as `fl
 Schedules come from the model, not from the built files: a plan builds only changed
 customers, and composing the rest just for their schedules would cost ~10 ms each. A
 DAG's schedule is a function of its customer's row and the fleet settings alone
-(`composition.main_schedule` / `cron_schedule`, which composition itself uses), so the
+(`dagshape.main_schedule` / `cron_schedule`, which composition itself uses), so the
 whole fleet's timing costs microseconds a customer and cannot disagree with the files.
 """
 
@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 from typing import TYPE_CHECKING
 
-from composer.composition import cron_schedule, main_schedule
+from composer.dagshape import cron_schedule, main_schedule
 from composer.plan import REPORT
 from composer.report.figures import (
     DEFAULT_ENVIRONMENT,
@@ -74,14 +74,14 @@ def facts(fleet_plan: FleetPlan, day: dt.date, only: str | None = None) -> Fleet
         customer = fleet.customers[customer_id]
         integrations = {i.integration_id: i for i in customer.integrations}
         main = {i.template for i in customer.integrations if i.schedule is None}
-        if fleet.active_descendants(customer_id) and settings.rollup_template:
-            main.add(settings.rollup_template)
         used: set[str] = set()
         for dag_id, integration_id in builder.composer.dag_ids(customer):
             if integration_id is None:
                 schedule, variant, templates = main_schedule(customer, settings), "main", main
-            elif integration_id not in integrations:  # a DAG with no cron of its own
-                uncharted.append((customer_id, f"{dag_id}: not scheduled by a cron"))
+            elif integration_id not in integrations:  # the roll-up: started by its assets
+                uncharted.append(
+                    (customer_id, f"{dag_id}: starts when its descendants' data has loaded")
+                )
                 continue
             else:
                 integration = integrations[integration_id]
