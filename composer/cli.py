@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
         force_prune=force,
         create_store=create,
         build_jobs=args.build_jobs,
-        environment=args.environment,
+        environment=args.environment or _first_environment(args),
     )
     plan = fleet_plan.plan
     _warnings(fleet_plan.builder.fleet.warnings)
@@ -239,6 +239,17 @@ def _environments_wanted(args: argparse.Namespace) -> bool:
         return True
 
     return bool(load_settings(_templates(args)).environments)
+
+
+def _first_environment(args: argparse.Namespace) -> str | None:
+    """A report of every environment plans through the first one (the report reads the
+    shared build, not that environment's files)."""
+    if args.command != "report":
+        return None
+    from composer.settings import load_settings
+
+    environments = load_settings(_templates(args)).environments
+    return environments[0].name if environments else None
 
 
 def _report(args: argparse.Namespace, fleet_plan) -> int:

@@ -49,7 +49,7 @@ def run_environments(args: argparse.Namespace, store_url: str, templates: Path) 
             return 2
         return code
     if args.strict:
-        results = plan_environments(builder, names, force_prune=force, build_jobs=1)
+        results = plan_environments(builder, names, force_prune=force, build_jobs=args.build_jobs)
         if _all_errors(results):
             _errors(_all_errors(results))
             _say("sync --strict: invalid customers, nothing published")

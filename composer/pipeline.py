@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from composer.build import FleetBuilder
 from composer.dagspec import RenderedFile
 from composer.environments import DEFAULT_NAME, Environment
-from composer.errors import ConfigError, TargetError
+from composer.errors import ConfigError, SettingsError, TargetError
 from composer.parallel import BuildRunner, PackedFile
 from composer.plan import MANIFEST, Desired, Manifest, Plan, make_plan
 from composer.publish import DEFAULT_JOBS, ApplyResult, Progress, apply_plan
@@ -27,6 +28,7 @@ REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 # Rendered source kept (zlib-compressed, ~3x) between planning and applying; past it,
 # customers are rendered again.
 KEEP_BUDGET_BYTES = 48 * 1024 * 1024
+_REBUILD_LOCK = threading.Lock()
 
 
 def default_templates_dir() -> Path:
@@ -68,10 +70,15 @@ class FleetPlan:
         rebuild = sorted(c for c in customers if c not in self.kept)
         for customer_id in sorted(customers - set(rebuild)):
             yield from self.kept[customer_id]
-        for build in self.runner.builds(rebuild):
-            self.errors.extend(build.errors)
-            yield from build.files
-        self.runner.close()
+        if not rebuild:
+            return
+        # Environments are applied in threads sharing one FleetBuilder: rebuilding (past
+        # the keep budget) is done by one of them at a time.
+        with _REBUILD_LOCK:
+            for build in self.runner.builds(rebuild):
+                self.errors.extend(build.errors)
+                yield from build.files
+            self.runner.close()
 
     def diff(self) -> Iterator[str]:
         """Unified diffs of every file the plan adds, changes or removes."""
@@ -136,9 +143,14 @@ def plan_fleet(
     builder = FleetBuilder(snapshot, templates_dir)
     if environment in (None, DEFAULT_NAME) and not builder.settings.environments:
         return plan_shares(builder, [Share(target_url or "").read()], force_prune, build_jobs)[0]
+    if environment is None:
+        raise SettingsError(
+            "fleet.yaml lists environments: name the one to plan (--environment NAME; "
+            "the meta-DAG: FLEET_ENVIRONMENT)"
+        )
     from composer.fleetenvs import environment_shares
 
-    shares = environment_shares(builder, [environment] if environment else None, target_url)
+    shares = environment_shares(builder, [environment], target_url)
     return plan_shares(builder, shares, force_prune, build_jobs)[0]
 
 
