@@ -92,7 +92,8 @@ def environment_shares(
             f"{selected[0].target} in fleet.yaml"
         )
     assignment = assignment_of(builder)
-    shares = [Share(e.target, assignment.members(e.name), e) for e in selected]
+    buildable = set(builder.customer_ids())  # active and valid: the ones with files
+    shares = [Share(e.target, assignment.members(e.name) & buildable, e) for e in selected]
     _parallel([s.read for s in shares])
     manifests = {s.environment.name: s.manifest for s in shares}  # type: ignore[union-attr]
     others = [e for e in environments.values() if e.name not in manifests]
@@ -102,7 +103,6 @@ def environment_shares(
     for name, manifest in manifests.items():
         for customer_id in manifest.paths_by_customer():
             owner.setdefault(customer_id, name)
-    buildable = set(builder.customer_ids())
     for share in shares:
         name = share.environment.name  # type: ignore[union-attr]
         for customer_id in manifests[name].paths_by_customer():

@@ -71,3 +71,18 @@ def test_broken_environments_in_fleet_yaml_are_one_line_settings_errors(
         fh.write("\nenvironments:\n" + block)
     code, _, err = fleet_cli("plan", "--store", demo_store, "--templates", str(folder))
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_inactive_and_invalid_customers_count_for_no_environment(
+    two, tmp_path, demo_snapshot, fleet_cli
+):
+    from tests.conftest import make_store, replace_customer
+
+    broken = replace_customer(demo_snapshot, "dallas-isd", timezone="Mars/Olympus")
+    store = make_store(tmp_path / "fleet.db", broken)
+    code, out, err = fleet_cli("sync", "--store", store, "--templates", str(two))
+    assert code == 1 and "customer dallas-isd, field timezone" in err
+    for env in ("east", "west"):
+        line = next(x for x in out.splitlines() if x.startswith(f"Synced {env} "))
+        files = len(list((tmp_path / env).rglob("*.py")))
+        assert f"; {files} DAGs of 100" in line  # capacity counts what is published
