@@ -238,6 +238,8 @@ def _applier(result: EnvironmentResult, jobs: int, force_prune: bool) -> Callabl
         if result.error or result.plan is None:
             return
         try:
+            # Each environment's target lock is taken here, in its own thread (the
+            # local lock is exclusive across threads), for the time of its apply.
             applied = apply_fleet(result.plan, jobs=jobs, force_prune=force_prune)
         except TargetError as exc:
             result.error = f"environment {result.environment.name}: {exc}"

@@ -20,7 +20,7 @@ from composer.environments import DEFAULT_NAME, Environment
 from composer.errors import ConfigError, SettingsError, TargetError
 from composer.parallel import BuildRunner, PackedFile
 from composer.plan import MANIFEST, Desired, Manifest, Plan, make_plan
-from composer.publish import DEFAULT_JOBS, ApplyResult, Progress, apply_plan
+from composer.publish import DEFAULT_JOBS, DEFAULT_LOCK_WAIT, ApplyResult, Progress, apply_plan
 from composer.store import open_store
 from composer.targets import ObjectState, Target, open_target
 
@@ -239,8 +239,13 @@ def plan_shares(
 
 
 def apply_fleet(
-    fleet_plan: FleetPlan, *, jobs: int = DEFAULT_JOBS, force_prune: bool = False
+    fleet_plan: FleetPlan,
+    *,
+    jobs: int = DEFAULT_JOBS,
+    force_prune: bool = False,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
 ) -> ApplyResult:
+    """Publish the plan, holding the target's lock (waiting up to `lock_wait` seconds)."""
     return apply_plan(
         fleet_plan.plan,
         fleet_plan.target,
@@ -249,4 +254,5 @@ def apply_fleet(
         fleet_plan.render,
         jobs=jobs,
         force_prune=force_prune,
+        lock_wait=lock_wait,
     )

@@ -48,7 +48,7 @@ def test_output_is_byte_identical_across_runs(tmp_path, demo_snapshot):
     sync(store, tmp_path / "a")
     sync(store, tmp_path / "b")
     a, b = snapshot_files(tmp_path / "a"), snapshot_files(tmp_path / "b")
-    assert len(a) == 30  # 28 DAG files, the manifest and .airflowignore
+    assert len(a) == 31  # 28 DAG files, the manifest, .airflowignore and the (empty) lock
     assert a == b
 
 
@@ -194,13 +194,14 @@ def test_a_crash_mid_sync_leaves_no_half_written_file_and_the_next_run_converges
     assert again.errors == []
 
 
-def test_a_temp_file_left_by_a_killed_run_is_cleaned_up(tmp_path, demo_snapshot):
+def test_a_temp_file_left_by_a_killed_run_is_cleaned_up(tmp_path, demo_snapshot, fleet_cli):
+    """By the next `fleet sync`, which lists the target under the lock."""
     target = tmp_path / "dags"
     store = make_store(tmp_path / "fleet.db", demo_snapshot)
     sync(store, target)
     leftover = target / "austin-isd" / f"{TMP_PREFIX}abc123"
     leftover.write_bytes(b"half a DAG")
-    sync(store, target)
+    assert fleet_cli("sync", "--store", store, "--target", f"file://{target}")[0] == 0
     assert not leftover.exists()
 
 
