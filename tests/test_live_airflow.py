@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import re
 import sqlite3
 import subprocess
 import urllib.parse
@@ -38,7 +39,7 @@ from tests.airflow_services import (
     precompile_airflow,
     utc,
 )
-from tests.conftest import TEMPLATES
+from tests.conftest import REPO, TEMPLATES
 
 pytestmark = pytest.mark.slow
 
@@ -46,14 +47,14 @@ FLEET = BIN / "fleet"
 REGISTER_TIMEOUT = 180  # the first parse of the whole fleet, on a loaded 2-core machine
 SCHEDULER_TIMEOUT = 60
 
-# README "Onboarding a district", verbatim.
-ONBOARD_SQL = """
-INSERT INTO customers (customer_id, name, timezone, active, params)
-VALUES ('tulsa-ps', 'Tulsa Public Schools', 'America/Chicago', TRUE, '{"state_code": "OK"}');
-INSERT INTO integrations (customer_id, integration_id, template, schedule, params, enabled) VALUES
-  ('tulsa-ps', 'grades', 'powerschool_grades', NULL, '{"sis_base_url": "https://tulsa.powerschool.com"}', TRUE),
-  ('tulsa-ps', 'classroom', 'google_classroom', '@hourly', '{"classroom_domain": "tulsaschools.org"}', TRUE);
-"""
+
+def onboard_sql() -> str:
+    """The SQL of README "Onboarding a district", as a user would paste it."""
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", readme, flags=re.S)
+    found = [b for b in blocks if "INSERT INTO customers" in b and "'tulsa-ps'" in b]
+    assert len(found) == 1, "README's onboarding example not found"
+    return found[0]
 
 
 def fleet_sync(store_url: str, dags: Path) -> str:
@@ -217,19 +218,20 @@ def test_every_published_dag_is_registered_unpaused_without_import_errors(live):
 def test_onboarded_district_is_registered_unpaused_at_its_staggered_time(live):
     settings = yaml.safe_load((TEMPLATES / "fleet.yaml").read_text())
     window = settings["stagger_minutes"]
-    want_cron = {  # the README's rows: grades in the main DAG (fleet default), classroom hourly
+    want_cron = {  # the README's rows: grades in the main DAG, classroom hourly, ostp weekly
         "tulsa-ps__main": stagger(
             normalize_cron(settings["default_main_schedule"]), "tulsa-ps__main", window
         ),
         "tulsa-ps__classroom": stagger(normalize_cron("@hourly"), "tulsa-ps__classroom", window),
+        "tulsa-ps__ostp": stagger(normalize_cron("0 6 * * 1"), "tulsa-ps__ostp", window),
     }
     with sqlite3.connect(live.store_db) as conn:
-        conn.executescript(ONBOARD_SQL)
+        conn.executescript(onboard_sql())
     before = dt.datetime.now(dt.UTC)
 
     out = live.sync()
 
-    assert "2 added, 0 changed, 0 removed" in out
+    assert "3 added, 0 changed, 0 removed" in out
     expected = {d: f for d, f in dag_ids_in(live.dags).items() if d.startswith("tulsa-ps__")}
     assert set(expected) == set(want_cron)
     wait_until_parsed(live.airflow, expected)
