@@ -235,6 +235,10 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
     from composer.store import open_store
 
     builder = FleetBuilder(open_store(store_url).read_snapshot(), _templates(args))
+    if builder.settings.environments:  # a pin naming no environment is a customer error
+        from composer.fleetenvs import assignment_of
+
+        assignment_of(builder)
     if args.command == "render":
         cid = args.customer_id
         errors = [e for e in builder.errors if e.customer_id == cid]

@@ -44,6 +44,10 @@ def run_environments(args: argparse.Namespace, store_url: str, templates: Path) 
             changes |= bool(plan and plan.has_changes)
         for line in move_lines(results):
             print(line)
+        if args.diff:
+            for result in results:
+                if result.plan is not None:
+                    sys.stdout.writelines(result.plan.diff())
         code = _exit(results)
         if code == EXIT_OK and args.detailed_exitcode and changes:
             return 2

@@ -86,3 +86,17 @@ def test_inactive_and_invalid_customers_count_for_no_environment(
         line = next(x for x in out.splitlines() if x.startswith(f"Synced {env} "))
         files = len(list((tmp_path / env).rglob("*.py")))
         assert f"; {files} DAGs of 100" in line  # capacity counts what is published
+
+
+def test_validate_names_a_pin_to_no_environment_and_plan_diff_shows_each_share(
+    two, tmp_path, demo_snapshot, fleet_cli
+):
+    from tests.conftest import make_store, replace_customer
+
+    pinned = replace_customer(demo_snapshot, "austin-isd", environment="north")
+    store = make_store(tmp_path / "fleet.db", pinned)
+    code, _, err = fleet_cli("validate", "--store", store, "--templates", str(two))
+    assert code == 1
+    assert "error: customer austin-isd, field environment: 'north' is not an environment" in err
+    code, out, _ = fleet_cli("plan", "--diff", "--store", store, "--templates", str(two))
+    assert code == 1 and "+++ b/dallas-isd/dallas-isd__main.py" in out
