@@ -77,6 +77,9 @@ class FleetBuilder:
         row = json.dumps(_plain(customer), sort_keys=True, default=repr)
         digest.update(row.encode())
         digest.update(json.dumps(descendants).encode())
+        moved = self.composer.start_after.get(customer_id)
+        if moved is not None:  # only then: every other digest stays as it was
+            digest.update(f"start_after {moved.isoformat()}".encode())
         if descendants and self.settings.rollup_template:
             # The roll-up DAG reads each descendant's resolved tables: its rows, and the
             # template its roll-up sources use.

@@ -78,6 +78,8 @@ def _target_url(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("plan", "sync", "report"):
+        args.environment = args.environment or os.environ.get("FLEET_ENVIRONMENT") or None
     try:
         return _run(args)
     except BadUrl as exc:
@@ -88,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     except SettingsError as exc:
         _say(f"error: {exc}")
-        return EXIT_INVALID
+        from composer.fleetenvs import UnknownEnvironment
+
+        return EXIT_USAGE if isinstance(exc, UnknownEnvironment) else EXIT_INVALID
     except KeyboardInterrupt:
         return 130
 
@@ -106,12 +110,10 @@ def _run(args: argparse.Namespace) -> int:
         return _deploy(args)
     if args.command in ("validate", "render"):
         return _validate_or_render(args, _store_url(args))
-    if args.command == "report" and args.environment not in (None, "default"):
-        _say(
-            f"error: --environment {args.environment}: this fleet has one environment, "
-            "'default' (fleet.yaml lists no environments)"
-        )
-        return EXIT_USAGE
+    if args.command in ("plan", "sync") and _environments_wanted(args):
+        from composer.cli_envs import run_environments
+
+        return run_environments(args, _store_url(args), _templates(args))
     from composer.store import open_store
     from composer.targets import open_target
 
@@ -131,7 +133,9 @@ def _plan_or_sync(args: argparse.Namespace, store_url: str) -> int:
     from composer.publish import refusal
 
     started = time.monotonic()
-    target = _target_url(args)
+    # A report of every environment reads each one's own target from fleet.yaml.
+    spread = args.command == "report" and not args.target and _environments_wanted(args)
+    target = None if spread else _target_url(args)
     force = getattr(args, "force_prune", False)
     fleet_plan = plan_fleet(
         store_url,
@@ -139,6 +143,7 @@ def _plan_or_sync(args: argparse.Namespace, store_url: str) -> int:
         _templates(args),
         force_prune=force,
         build_jobs=args.build_jobs,
+        environment=args.environment or _first_environment(args),
     )
     plan = fleet_plan.plan
     _warnings(fleet_plan.builder.fleet.warnings)
@@ -188,10 +193,31 @@ def _plan_or_sync(args: argparse.Namespace, store_url: str) -> int:
     return EXIT_INVALID if fleet_plan.errors else EXIT_OK
 
 
+def _environments_wanted(args: argparse.Namespace) -> bool:
+    """--environment given, or fleet.yaml spreads the fleet over environments."""
+    from composer.settings import load_settings
+
+    if args.environment and args.environment != "default":
+        return True
+
+    return bool(load_settings(_templates(args)).environments)
+
+
+def _first_environment(args: argparse.Namespace) -> str | None:
+    """A report of every environment plans through the first one (the report reads the
+    shared build, not that environment's files)."""
+    if args.command != "report":
+        return None
+    from composer.settings import load_settings
+
+    environments = load_settings(_templates(args)).environments
+    return environments[0].name if environments else None
+
+
 def _report(args: argparse.Namespace, fleet_plan) -> int:
     from composer.report import report_html
 
-    page = report_html(fleet_plan, args.date)
+    page = report_html(fleet_plan, args.date, environment=args.environment)
     _errors(fleet_plan.errors)
     if args.out == "-":
         sys.stdout.write(page)
@@ -209,6 +235,10 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
     from composer.store import open_store
 
     builder = FleetBuilder(open_store(store_url).read_snapshot(), _templates(args))
+    if builder.settings.environments:  # a pin naming no environment is a customer error
+        from composer.fleetenvs import assignment_of
+
+        assignment_of(builder)
     if args.command == "render":
         cid = args.customer_id
         errors = [e for e in builder.errors if e.customer_id == cid]

@@ -29,9 +29,20 @@ environment (an option wins over its variable):
   FLEET_TARGET      target URL (default file://./build/dags)
   FLEET_TEMPLATES   templates folder (default ./templates)
   FLEET_BUILD_JOBS  build worker processes (default: one per core)
+  FLEET_ENVIRONMENT plan/sync/report only this environment of fleet.yaml (default: all)
   FLEET_CACHE_DIR   operator cache folder (default ~/.cache/dagfleet; "off" disables it)
   STORAGE_EMULATOR_HOST, SPANNER_EMULATOR_HOST  use local emulators instead of Google Cloud
 """
+
+
+def _environment_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--environment",
+        default=None,
+        metavar="NAME",
+        help="only this environment of fleet.yaml `environments:` (default: $FLEET_ENVIRONMENT, "
+        "else all; without `environments:` the fleet has one, 'default')",
+    )
 
 
 def _bounded(low: int, high: int) -> Callable[[str], int]:
@@ -124,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     render = command("render", "print one customer's files")
     render.add_argument("customer_id")
     plan = command("plan", "show what a sync would change; write nothing")
+    _environment_option(plan)
     plan.add_argument("--diff", action="store_true", help="show unified diffs")
     plan.add_argument(
         "--detailed-exitcode",
@@ -136,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="plan as `sync --force-prune` would (else a large removal exits 3)",
     )
     sync = command("sync", "publish the fleet to the target")
+    _environment_option(sync)
     sync.add_argument(
         "--strict", action="store_true", help="publish nothing when any customer is invalid"
     )
@@ -169,13 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="the UTC day to chart (default: tomorrow, UTC)",
     )
-    report.add_argument(
-        "--environment",
-        default=None,
-        metavar="NAME",
-        help="the environment to report (the fleet has one, 'default', until fleet.yaml "
-        "lists environments)",
-    )
+    _environment_option(report)
     store = command("store", "manage the store", parents=[])
     store_sub = store.add_subparsers(dest="store_command", required=True)
     init = store_sub.add_parser(

@@ -8,6 +8,7 @@ the integration and the field.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
 import json_merge_patch
@@ -59,6 +60,9 @@ class Composer(DagShapes):
         self.settings = settings
         self.templates = templates
         self.operators = operators
+        # Customers that moved in from another Composer environment: their DAGs start
+        # after the move (composer/fleetenvs.py), so no tick the old one ran runs again.
+        self.start_after: dict[str, dt.datetime] = {}
         self._allowed_operators: frozenset[str] | None = None
 
     # -- public ---------------------------------------------------------------

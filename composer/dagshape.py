@@ -70,7 +70,7 @@ class DagShapes:
             variant="main",
             schedule=main_schedule(customer, self.settings),
             timezone=customer.timezone,
-            start_date=self.settings.start_date,
+            start_date=self.start_after.get(customer.customer_id, self.settings.start_date),
             description=f"{customer.name}: nightly main DAG",
             tags=self._tags(customer, [t.name for _, t, _, _ in blocks], "main"),
             default_args=self._dag_default_args(customer, None, params),
@@ -112,7 +112,7 @@ class DagShapes:
             variant="cron",
             schedule=cron_schedule(customer, integration, self.settings),
             timezone=customer.timezone,
-            start_date=self.settings.start_date,
+            start_date=self.start_after.get(customer.customer_id, self.settings.start_date),
             description=str(
                 description or f"{customer.name}: {integration.integration_id} ({template.name})"
             ),

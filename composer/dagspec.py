@@ -53,7 +53,7 @@ class DagSpec:
     variant: Variant
     schedule: str  # 5-field cron, in `timezone` (for a roll-up: its deadline tick)
     timezone: str
-    start_date: dt.date
+    start_date: dt.date  # a UTC datetime for a customer that moved in (start after the move)
     description: str
     tags: tuple[str, ...]
     default_args: dict[str, Any]

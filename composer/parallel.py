@@ -226,7 +226,12 @@ class BuildRunner:
                 self._workers.append(_Worker())
             for worker in self._workers:  # all started first: they import in parallel
                 worker.send.send(
-                    (self.builder.snapshot, self.builder.templates_dir, self._verify_python)
+                    (
+                        self.builder.snapshot,
+                        self.builder.templates_dir,
+                        self._verify_python,
+                        self.builder.composer.start_after,
+                    )
                 )
             log.info("building %d customers in %d worker processes", len(customer_ids), count)
         except OSError as exc:

@@ -31,15 +31,23 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # path -> customer_id
     md5: dict[str, str] = field(default_factory=dict)  # path -> md5 hex, as written
     inputs: dict[str, str] = field(default_factory=dict)  # customer_id -> inputs digest
+    # Moves between Composer environments (composer/fleetenvs.py): customers this one let
+    # go ({"to": environment, "at": UTC ISO time}), and when those that moved in may start.
+    moved_out: dict[str, dict[str, str]] = field(default_factory=dict)
+    moved_in: dict[str, str] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        body = {
+        body: dict = {
             "generator": "dagfleet",
             "version": 2,
             "files": self.files,
             "md5": self.md5,
             "inputs": self.inputs,
         }
+        if self.moved_out:
+            body["moved_out"] = self.moved_out
+        if self.moved_in:
+            body["moved_in"] = self.moved_in
         return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -53,6 +61,12 @@ class Manifest:
             {str(k): str(v) for k, v in body["files"].items()},
             {str(k): str(v) for k, v in (body.get("md5") or {}).items()},
             {str(k): str(v) for k, v in (body.get("inputs") or {}).items()},
+            {
+                str(k): {"to": str(v.get("to")), "at": str(v.get("at"))}
+                for k, v in (body.get("moved_out") or {}).items()
+                if isinstance(v, dict)
+            },
+            {str(k): str(v) for k, v in (body.get("moved_in") or {}).items()},
         )
 
     def unchanged_files(
@@ -96,6 +110,7 @@ class Plan:
     errors: list[ConfigError] = field(default_factory=list)  # found while planning
     owner: dict[str, str] = field(default_factory=dict)  # path -> customer, for writes
     prune_refused: bool = False
+    moved: int = 0  # of `removed`: files of customers moving to another environment
 
     @property
     def has_changes(self) -> bool:
@@ -128,6 +143,7 @@ def make_plan(
     *,
     force_prune: bool = False,
     inputs: dict[str, str] | None = None,
+    moving: set[str] | frozenset[str] = frozenset(),
 ) -> Plan:
     """Compare the wanted files with the target.
 
@@ -136,6 +152,8 @@ def make_plan(
       is reported and set aside, like any invalid customer.
     - Owned files that are no longer wanted are removed, except those of invalid
       customers, which stay exactly as they were.
+    - Files of `moving` customers (assigned to another environment) are removed too, but
+      do not count against the prune limit: they are not leaving the fleet.
     """
     plan = Plan(owned_before=len(manifest.files))
     wanted: dict[str, Desired] = {}
@@ -180,10 +198,11 @@ def make_plan(
                 md5[path] = manifest.md5[path]
         elif path in objects:
             plan.removed.append(path)
+            plan.moved += customer_id in moving
     digests = {c: d for c, d in (inputs or {}).items() if c not in keep}
     digests.update({c: d for c, d in manifest.inputs.items() if c in keep})
     plan.manifest = Manifest(owned, md5, digests)
     plan.manifest_changed = plan.manifest != manifest
-    if len(plan.removed) > prune_limit(plan.owned_before) and not force_prune:
+    if len(plan.removed) - plan.moved > prune_limit(plan.owned_before) and not force_prune:
         plan.prune_refused = True
     return plan

@@ -88,7 +88,7 @@ def apply_plan(
 def refusal(plan: Plan) -> str:
     """The one line that says why a plan's removals are refused."""
     return (
-        f"refusing to remove {len(plan.removed)} of {plan.owned_before} owned files "
+        f"refusing to remove {len(plan.removed) - plan.moved} of {plan.owned_before} owned files "
         f"(more than {prune_limit(plan.owned_before)}): check the store, then run with "
         "--force-prune if the removal is intended"
     )

@@ -111,7 +111,7 @@ def rollup_dag(composer: Composer, customer: Customer, descendants: list[str]) -
         variant="rollup",
         schedule=stagger(deadline, dag_id, composer.settings.stagger_minutes),
         timezone=customer.timezone,
-        start_date=composer.settings.start_date,
+        start_date=composer.start_after.get(customer.customer_id, composer.settings.start_date),
         description=description,
         tags=composer._tags(customer, [template.name], "rollup"),
         default_args=default_args,

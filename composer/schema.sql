@@ -24,3 +24,9 @@ CREATE TABLE integrations (
   enabled        BOOL NOT NULL,
 ) PRIMARY KEY (customer_id, integration_id),
   INTERLEAVE IN PARENT customers ON DELETE CASCADE;
+
+-- Added after the first release: DDL is append-only for managed databases (Terraform can
+-- only append statements), so a new column is a new ALTER TABLE, never an edit above.
+-- environment: pin the customer (and its org tree) to one Composer environment of
+-- fleet.yaml's `environments:`; NULL = assigned by rendezvous hashing.
+ALTER TABLE customers ADD COLUMN environment STRING(64);

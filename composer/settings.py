@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from composer.environments import NAME_RE, Environment
 from composer.errors import SettingsError
 from composer.model import Limits
 from composer.param_types import ParamType, ParamTypeError, parse_param_type
@@ -26,6 +27,7 @@ _KEYS = {
     "setup_tasks",
     "rollup_template",
     "limits",
+    "environments",
     "paused_at_creation",
     "operators",
     "param_types",
@@ -48,6 +50,8 @@ class FleetSettings:
     setup_tasks: dict[str, Any] = field(default_factory=dict)
     rollup_template: str | None = None
     limits: Limits = field(default_factory=Limits)
+    # Composer environments the fleet is spread over; empty: one, the --target.
+    environments: tuple[Environment, ...] = ()
     # Unpaused by default: an onboarded district runs with no human step (SPEC 4).
     paused_at_creation: bool = False
     # What a store value may name beyond what the templates use (composer/allowlist.py).
@@ -89,6 +93,40 @@ def _limits(path: Path, raw: Any) -> Limits:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise SettingsError(f"{path}: limits.{key} must be a positive number of bytes")
     return Limits(**raw)
+
+
+def _environments(path: Path, raw: Any) -> tuple[Environment, ...]:
+    """`environments:` NAME -> {target: URL, capacity: DAGs}; names and targets unique."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        raise SettingsError(
+            f"{path}: environments must be a mapping of name to target and capacity"
+        )
+    found: list[Environment] = []
+    targets: dict[str, str] = {}
+    for name, spec in raw.items():
+        where = f"{path}: environments.{name}"
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            raise SettingsError(f"{where}: the name must match {NAME_RE.pattern}")
+        if not isinstance(spec, dict) or set(spec) - {"target", "capacity"}:
+            raise SettingsError(f"{where}: expected {{target: URL, capacity: DAGs}}")
+        target, capacity = spec.get("target"), spec.get("capacity")
+        if not isinstance(target, str) or not target.startswith(("file://", "gs://")):
+            raise SettingsError(f"{where}.target: a file:// or gs:// URL is required")
+        if target.rstrip("/") in targets:
+            raise SettingsError(
+                f"{where}.target: {target} is also environments.{targets[target.rstrip('/')]}'s"
+            )
+        targets[target.rstrip("/")] = name
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise SettingsError(
+                f"{where}.capacity: a number of DAGs is required (0: draining, gets no customers)"
+            )
+        found.append(Environment(name, target, capacity))
+    if not any(e.capacity for e in found):
+        raise SettingsError(f"{path}: environments: every capacity is 0; one must take customers")
+    return tuple(found)
 
 
 def load_settings(templates_dir: Path) -> FleetSettings:
@@ -149,6 +187,7 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         setup_tasks=raw.get("setup_tasks") or {},
         rollup_template=raw.get("rollup_template"),
         limits=_limits(path, raw.get("limits")),
+        environments=_environments(path, raw.get("environments")),
         paused_at_creation=paused,
         **security,
     )

@@ -2,7 +2,8 @@
 
 sync -> check:
 - sync: reads the store (FLEET_STORE) and the target (FLEET_TARGET), builds and verifies
-  every changed customer once, logs every file it adds (+), changes (~) or removes (-)
+  every changed customer once (with FLEET_ENVIRONMENT: only this environment's share of
+  fleet.yaml `environments:`), logs every file it adds (+), changes (~) or removes (-)
   and one line per invalid customer error, then publishes that same plan. Valid
   customers are published even when others are invalid (an invalid customer's files
   stay as they were). A refused prune (more than 10% of the fleet would go) fails here
@@ -74,6 +75,11 @@ def _config() -> tuple[str, str, Path]:
     return store, target, templates
 
 
+def _environment() -> str | None:
+    """FLEET_ENVIRONMENT, when the fleet is spread over several Composer environments."""
+    return os.environ.get("FLEET_ENVIRONMENT") or None
+
+
 def _summary(fleet_plan: Any) -> dict[str, Any]:
     plan = fleet_plan.plan
     return {
@@ -120,7 +126,9 @@ def sync_fleet_task(**context: Any) -> dict[str, Any]:
         templates,
         Path(composer.__file__).parent,
     )
-    fleet_plan = plan_fleet(store, target, templates, force_prune=force)
+    # FLEET_ENVIRONMENT: this environment's name in fleet.yaml `environments:`; its meta-DAG
+    # publishes its own share (customers held for a move are written by a later run).
+    fleet_plan = plan_fleet(store, target, templates, force_prune=force, environment=_environment())
     plan = fleet_plan.plan
     _log_lines(
         [f"+ {p}" for p in plan.added]

@@ -1,22 +1,30 @@
-# dagfleet on Cloud Composer: the environment, its bucket, the Spanner store
-# the nightly meta-DAG (dags/fleet_meta.py) reads, and a least-privilege
-# service account. The Spanner DDL is assembled in schema.tf.
+# dagfleet on Cloud Composer: the environments (one per entry of
+# var.environments, each with its own bucket, least-privilege service account
+# and meta-DAG publishing its share of the fleet), and the one Spanner store
+# they all read. The Spanner DDL is assembled in schema.tf.
 
 data "google_project" "this" {
   project_id = var.project_id
 }
 
 locals {
-  bucket_name             = var.bucket_name != "" ? var.bucket_name : "${var.project_id}-${var.environment_name}-composer"
+  environments            = { for e in var.environments : e.name => e }
+  bucket_prefix           = var.bucket_prefix != "" ? var.bucket_prefix : var.project_id
   spanner_instance_config = var.spanner_instance_config != "" ? var.spanner_instance_config : "regional-${var.region}"
 
   # What the meta-DAG reads at run time (SPEC sections 5 and 7).
   # FLEET_STORE: the store URL format `fleet --store` accepts.
   fleet_store = "spanner://projects/${var.project_id}/instances/${google_spanner_instance.fleet.name}/databases/${google_spanner_database.fleet.name}"
-  # FLEET_TARGET: the generated fleet lives in its own folder, dags/fleet/, so
-  # it can never collide with the deployed `composer` package (dags/composer/)
-  # or with fleet_meta.py; the fleet only ever prunes files it wrote there.
-  fleet_target = "gs://${google_storage_bucket.composer.name}/dags/fleet"
+  # FLEET_TARGET (per environment, below): the generated fleet lives in its
+  # own folder, gs://<bucket>/dags/fleet/, so it can never collide with the
+  # deployed `composer` package (dags/composer/) or with fleet_meta.py; the
+  # fleet only ever prunes files it wrote there.
+  # Which environment reads which environment's bucket (its manifest only:
+  # a customer moving in is written once its old environment let it go).
+  peer_buckets = {
+    for pair in setproduct(keys(local.environments), keys(local.environments)) :
+    "${pair[0]}-reads-${pair[1]}" => { reader = pair[0], bucket = pair[1] } if pair[0] != pair[1]
+  }
   # FLEET_TEMPLATES: the YAML templates are deployed beside the DAGs
   # (dags/fleet_templates/, kept out of DAG parsing by .airflowignore) and
   # read through the environment's GCS FUSE mount.
@@ -59,46 +67,65 @@ resource "google_project_service" "apis" {
 # ---------------------------------------------------------------------------
 # Service account of the environment (least privilege)
 # ---------------------------------------------------------------------------
-# It gets exactly four roles, each on the narrowest resource that works:
+# Each environment's account gets exactly five roles, each on the narrowest
+# resource that works:
 #   roles/composer.worker                project   (required by Composer to run
 #                                                   the environment's workloads)
 #   roles/spanner.databaseReader         the fleet database only (the meta-DAG
 #                                                   only reads the store)
 #   roles/storage.objectAdmin            the environment bucket only (publish
 #                                                   and prune dags/fleet/)
+#   roles/storage.objectViewer           the OTHER environments' buckets (to
+#                                                   read their manifests: who owns
+#                                                   a customer that moves)
 #   roles/secretmanager.secretAccessor   project, with an IAM condition that
 #                                                   limits it to the backend's
 #                                                   two secret-name prefixes
 # Never owner/editor; tests/test_terraform.py enforces the exact set.
 
 resource "google_service_account" "composer" {
+  for_each     = local.environments
   project      = var.project_id
-  account_id   = "${substr(var.environment_name, 0, 20)}-composer"
-  display_name = "dagfleet Composer environment ${var.environment_name}"
-  description  = "Runs the ${var.environment_name} Composer environment and the fleet_meta DAG (reads the Spanner store, publishes to the environment bucket)."
+  account_id   = "${substr(each.key, 0, 20)}-composer"
+  display_name = "dagfleet Composer environment ${each.key}"
+  description  = "Runs the ${each.key} Composer environment and its fleet_meta DAG (reads the Spanner store, publishes its share to its own bucket)."
 }
 
 resource "google_project_iam_member" "composer_worker" {
-  project = var.project_id
-  role    = "roles/composer.worker"
-  member  = "serviceAccount:${google_service_account.composer.email}"
+  for_each = local.environments
+  project  = var.project_id
+  role     = "roles/composer.worker"
+  member   = "serviceAccount:${google_service_account.composer[each.key].email}"
 }
 
 resource "google_spanner_database_iam_member" "store_reader" {
+  for_each = local.environments
   project  = var.project_id
   instance = google_spanner_instance.fleet.name
   database = google_spanner_database.fleet.name
   role     = "roles/spanner.databaseReader"
-  member   = "serviceAccount:${google_service_account.composer.email}"
+  member   = "serviceAccount:${google_service_account.composer[each.key].email}"
 }
 
 resource "google_storage_bucket_iam_member" "bucket_object_admin" {
   # roles/composer.worker already carries the object permissions Composer
   # itself needs; this grant states the fleet publisher's need explicitly and
   # keeps it on this one bucket (Composer does not add IAM to a custom bucket).
-  bucket = google_storage_bucket.composer.name
-  role   = "roles/storage.objectAdmin"
-  member = "serviceAccount:${google_service_account.composer.email}"
+  for_each = local.environments
+  bucket   = google_storage_bucket.composer[each.key].name
+  role     = "roles/storage.objectAdmin"
+  member   = "serviceAccount:${google_service_account.composer[each.key].email}"
+}
+
+resource "google_storage_bucket_iam_member" "peer_manifest_reader" {
+  # Read-only on the other environments' buckets: a customer assigned here is
+  # written only once no other environment's manifest owns it, so a moved
+  # district never runs in two environments. objectViewer reads objects; it
+  # cannot write or delete anything there.
+  for_each = local.peer_buckets
+  bucket   = google_storage_bucket.composer[each.value.bucket].name
+  role     = "roles/storage.objectViewer"
+  member   = "serviceAccount:${google_service_account.composer[each.value.reader].email}"
 }
 
 resource "google_project_iam_member" "secret_accessor" {
@@ -107,9 +134,10 @@ resource "google_project_iam_member" "secret_accessor" {
   # That costs the backend nothing: it only ever asks for "<prefix>-<id>".
   # Scoping per secret (google_secret_manager_secret_iam_member) would need a
   # Terraform change for every new connection; the prefix does not.
-  project = var.project_id
-  role    = "roles/secretmanager.secretAccessor"
-  member  = "serviceAccount:${google_service_account.composer.email}"
+  for_each = local.environments
+  project  = var.project_id
+  role     = "roles/secretmanager.secretAccessor"
+  member   = "serviceAccount:${google_service_account.composer[each.key].email}"
 
   condition {
     title       = "airflow-secrets-backend-prefixes"
@@ -124,7 +152,8 @@ resource "google_project_iam_member" "secret_accessor" {
 # account rather than the whole project. Required for Composer 2 and harmless
 # for Composer 3.
 resource "google_service_account_iam_member" "composer_agent_on_env_sa" {
-  service_account_id = google_service_account.composer.name
+  for_each           = local.environments
+  service_account_id = google_service_account.composer[each.key].name
   role               = "roles/composer.ServiceAgentV2Ext"
   member             = "serviceAccount:service-${data.google_project.this.number}@cloudcomposer-accounts.iam.gserviceaccount.com"
 
@@ -144,8 +173,9 @@ resource "google_service_account_iam_member" "composer_agent_on_env_sa" {
 # policy, no hierarchical namespace, not shared with another environment.
 
 resource "google_storage_bucket" "composer" {
+  for_each      = local.environments
   project       = var.project_id
-  name          = local.bucket_name
+  name          = "${local.bucket_prefix}-${each.key}-composer"
   location      = upper(var.region)
   storage_class = "STANDARD"
   labels        = var.labels
@@ -193,15 +223,16 @@ resource "google_spanner_database" "fleet" {
 # ---------------------------------------------------------------------------
 
 resource "google_composer_environment" "fleet" {
-  project = var.project_id
-  name    = var.environment_name
-  region  = var.region
-  labels  = var.labels
+  for_each = local.environments
+  project  = var.project_id
+  name     = each.key
+  region   = var.region
+  labels   = var.labels
 
   # Top-level block, beside `config` (not inside it). Composer 3, and
   # Composer 2 from 2.5.0.
   storage_config {
-    bucket = google_storage_bucket.composer.name
+    bucket = google_storage_bucket.composer[each.key].name
   }
 
   config {
@@ -210,14 +241,14 @@ resource "google_composer_environment" "fleet" {
     # workloads, add workloads_config with scheduler/web_server/worker/
     # triggerer (valid in 2 and 3); `dag_processor` exists only in Composer 3
     # and only in the google-beta provider.
-    environment_size = var.environment_size
+    environment_size = each.value.size
 
     node_config {
       # The only node_config field set, because it is the only one both image
       # families accept without more networking input. Composer 2 builds a GKE
       # cluster in the project's "default" VPC: without one, add
       # network/subnetwork here. Cannot be changed after creation.
-      service_account = google_service_account.composer.name
+      service_account = google_service_account.composer[each.key].name
     }
 
     software_config {
@@ -232,10 +263,13 @@ resource "google_composer_environment" "fleet" {
         "secrets-backend_kwargs" = jsonencode(local.secrets_backend_kwargs)
       }
 
+      # FLEET_ENVIRONMENT: this environment's name in fleet.yaml `environments:`
+      # (output fleet_environments), so its meta-DAG publishes only its share.
       env_variables = {
-        FLEET_STORE     = local.fleet_store
-        FLEET_TARGET    = local.fleet_target
-        FLEET_TEMPLATES = local.fleet_templates
+        FLEET_STORE       = local.fleet_store
+        FLEET_TARGET      = "gs://${google_storage_bucket.composer[each.key].name}/dags/fleet"
+        FLEET_TEMPLATES   = local.fleet_templates
+        FLEET_ENVIRONMENT = each.key
       }
     }
   }
@@ -247,6 +281,7 @@ resource "google_composer_environment" "fleet" {
     google_project_iam_member.composer_worker,
     google_service_account_iam_member.composer_agent_on_env_sa,
     google_storage_bucket_iam_member.bucket_object_admin,
+    google_storage_bucket_iam_member.peer_manifest_reader,
     google_spanner_database_iam_member.store_reader,
     google_project_iam_member.secret_accessor,
   ]

@@ -37,14 +37,35 @@ variable "deletion_protection" {
 # Composer environment
 # ---------------------------------------------------------------------------
 
-variable "environment_name" {
-  description = "Name of the Cloud Composer environment (lowercase letters, digits and hyphens; starts with a letter)."
-  type        = string
-  default     = "dagfleet"
+variable "environments" {
+  description = <<-EOT
+    The Composer environments the fleet is spread over, one object each: name
+    (lowercase letters, digits and hyphens), capacity (DAGs; what fleet.yaml's
+    `environments:` says, Composer 3's XL preset holds about 3,000) and size
+    (the environment size preset). Every environment gets its own bucket,
+    service account and meta-DAG (FLEET_ENVIRONMENT = its name); all read the
+    one Spanner store. Output fleet_environments is the matching fleet.yaml block.
+  EOT
+  type = list(object({
+    name     = string
+    capacity = optional(number, 3000)
+    size     = optional(string, "ENVIRONMENT_SIZE_LARGE")
+  }))
+  default = [{ name = "dagfleet" }]
 
   validation {
-    condition     = can(regex("^[a-z][-a-z0-9]{0,62}$", var.environment_name)) && !endswith(var.environment_name, "-")
-    error_message = "environment_name must start with a lowercase letter, hold only lowercase letters, digits and hyphens, not end with a hyphen, and be at most 63 characters."
+    condition     = length(var.environments) > 0 && alltrue([for e in var.environments : can(regex("^[a-z][-a-z0-9]{0,62}$", e.name)) && !endswith(e.name, "-")])
+    error_message = "environments must hold at least one environment; each name must start with a lowercase letter, hold only lowercase letters, digits and hyphens, not end with a hyphen, and be at most 63 characters."
+  }
+
+  validation {
+    condition     = length(distinct([for e in var.environments : e.name])) == length(var.environments)
+    error_message = "environment names must be unique."
+  }
+
+  validation {
+    condition     = alltrue([for e in var.environments : contains(["ENVIRONMENT_SIZE_SMALL", "ENVIRONMENT_SIZE_MEDIUM", "ENVIRONMENT_SIZE_LARGE"], e.size) && e.capacity > 0])
+    error_message = "each environment's size must be ENVIRONMENT_SIZE_SMALL, ENVIRONMENT_SIZE_MEDIUM or ENVIRONMENT_SIZE_LARGE, and its capacity a positive number of DAGs."
   }
 }
 
@@ -68,19 +89,8 @@ variable "image_version" {
   }
 }
 
-variable "environment_size" {
-  description = "Composer environment size preset (Composer 2 and 3). It sizes the Airflow database and the default workloads; no workloads_config is set here, so the preset's defaults apply."
-  type        = string
-  default     = "ENVIRONMENT_SIZE_SMALL"
-
-  validation {
-    condition     = contains(["ENVIRONMENT_SIZE_SMALL", "ENVIRONMENT_SIZE_MEDIUM", "ENVIRONMENT_SIZE_LARGE"], var.environment_size)
-    error_message = "environment_size must be ENVIRONMENT_SIZE_SMALL, ENVIRONMENT_SIZE_MEDIUM or ENVIRONMENT_SIZE_LARGE."
-  }
-}
-
-variable "bucket_name" {
-  description = "Name of the environment bucket created here and handed to Composer through storage_config. Empty: \"<project_id>-<environment_name>-composer\". Bucket names are global, so override it when that name is taken."
+variable "bucket_prefix" {
+  description = "Prefix of the environment buckets created here and handed to Composer through storage_config: \"<prefix>-<environment name>\". Empty: \"<project_id>\", so buckets are \"<project_id>-<environment name>-composer\". Bucket names are global, so set it when those names are taken."
   type        = string
   default     = ""
 }

@@ -44,6 +44,10 @@ class GcsEmulator:
         logging.getLogger("api").setLevel(logging.CRITICAL)
         self._server.start()
         port = self._server._api._httpd.server_address[1]  # bound to port 0: ask the socket
+        # Its server listens with socketserver's backlog of 5 and serves one request at a
+        # time: several environments uploading at once overflow it (connection refused,
+        # which real GCS never does). Listening again widens the backlog.
+        self._server._api._httpd.socket.listen(128)
         self.url = f"http://{HOST}:{port}"
         return self
 

@@ -40,7 +40,7 @@ from google.cloud.spanner_v1.testing.mock_spanner import MockSpanner, SpannerSer
 from google.protobuf import struct_pb2
 from grpc_status.rpc_status import _Status
 
-from composer.store import CustomerRow, IntegrationRow, Snapshot, schema_statements
+from composer.store import CustomerRow, IntegrationRow, Snapshot, added_column, schema_statements
 from composer.store.spanner import (
     CUSTOMER_COLUMNS,
     CUSTOMERS_SQL,
@@ -159,6 +159,12 @@ def schema_columns() -> dict[str, dict[str, tuple[str, bool]]]:
             if column:
                 columns[column.group(1)] = (column.group(2).upper(), bool(column.group(3)))
         tables[match.group(1).lower()] = columns
+    for statement in schema_statements():  # columns added later (ALTER TABLE ... ADD COLUMN)
+        added = added_column(statement)
+        if added:
+            column = _COLUMN_RE.fullmatch(f"{added[1]} {added[2]}")
+            if column:
+                tables[added[0]][added[1]] = (column.group(2).upper(), bool(column.group(3)))
     return tables
 
 

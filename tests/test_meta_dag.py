@@ -319,3 +319,35 @@ def test_dags_test_builds_a_large_fleet_in_build_workers(airflow_env, tmp_path):
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == sorted(
         expected.plan.added
     )
+
+
+@pytest.mark.slow
+def test_dags_test_with_fleet_environment_publishes_only_that_share(
+    airflow_env, tmp_path, demo_store
+):
+    from composer.build import FleetBuilder
+    from composer.fleetenvs import assignment_of
+    from composer.store import open_store
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    targets = {name: tmp_path / name for name in ("east", "west")}
+    with (templates / "fleet.yaml").open("a") as fh:
+        fh.write("\nenvironments:\n")
+        for name, folder in targets.items():
+            fh.write(f"  {name}: {{target: 'file://{folder}', capacity: 1000}}\n")
+    builder = FleetBuilder(open_store(demo_store).read_snapshot(), templates)
+    west = assignment_of(builder).members("west") & set(builder.customer_ids())
+
+    run = dags_test(
+        airflow_env,
+        FLEET_STORE=demo_store,
+        FLEET_TARGET=f"file://{targets['west']}",
+        FLEET_TEMPLATES=str(templates),
+        FLEET_ENVIRONMENT="west",
+    )
+
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    published = {p.parent.name for p in targets["west"].rglob("*.py")}
+    assert published == west and 0 < len(west) < len(builder.customer_ids())
+    assert not targets["east"].exists()

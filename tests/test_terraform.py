@@ -35,6 +35,7 @@ LEAST_PRIVILEGE_ROLES = {
     "roles/composer.worker": "google_project_iam_member",
     "roles/spanner.databaseReader": "google_spanner_database_iam_member",
     "roles/storage.objectAdmin": "google_storage_bucket_iam_member",
+    "roles/storage.objectViewer": "google_storage_bucket_iam_member",
     "roles/secretmanager.secretAccessor": "google_project_iam_member",
 }
 # The one grant to another principal: Composer's service agent may act as the
@@ -43,7 +44,12 @@ COMPOSER_AGENT_ROLE = "roles/composer.ServiceAgentV2Ext"
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 
 IAM_RESOURCE = re.compile(r"^google_\w+_iam_(member|binding|policy)$")
-SA_MEMBER = re.compile(r"^serviceAccount:\$\{google_service_account\.(\w+)\.email\}$")
+# Every environment's account: indexed by the environment (each.key), or by the reader
+# of a peer-bucket grant (each.value.reader).
+SA_MEMBER = re.compile(
+    r"^serviceAccount:\$\{google_service_account\.(\w+)\[each\.(key|value\.reader)\]\.email\}$"
+)
+EACH_BUCKET = r"\$\{google_storage_bucket\.(\w+)\[each\.key\]\.name\}"
 
 
 # --------------------------------------------------------------------------
@@ -278,9 +284,9 @@ def test_fleet_target_is_the_fleet_folder_of_the_environment_bucket(
     tf: Module, environment: dict, software_config: dict
 ) -> None:
     target = tf.expand(software_config["env_variables"]["FLEET_TARGET"])
-    m = re.fullmatch(r"gs://\$\{google_storage_bucket\.(\w+)\.name\}/dags/fleet", target)
+    m = re.fullmatch(rf"gs://{EACH_BUCKET}/dags/fleet", target)
     assert m, f"FLEET_TARGET must be gs://<environment bucket>/dags/fleet, got {target}"
-    bucket_ref = f"${{google_storage_bucket.{m.group(1)}.name}}"
+    bucket_ref = f"${{google_storage_bucket.{m.group(1)}[each.key].name}}"
     # The bucket is created here and handed to Composer, so its name is known
     # without a cycle through the environment.
     assert _block(environment, "storage_config")["bucket"] == bucket_ref
@@ -322,13 +328,14 @@ def test_no_terraform_file_holds_a_copy_of_the_ddl() -> None:
 
 def test_schema_split_yields_exactly_the_two_create_table_statements(tf: Module) -> None:
     statements = _split_schema(SCHEMA_FILE.read_text(encoding="utf-8"), *_ddl_pipeline(tf))
-    assert len(statements) == 2, statements
+    assert len(statements) == 3, statements
     for statement in statements:
-        assert statement.startswith("CREATE TABLE "), statement
         assert "--" not in statement and ";" not in statement, statement
-    names = [re.match(r"CREATE TABLE (\w+)\s*\(", s).group(1) for s in statements]
+    names = [re.match(r"CREATE TABLE (\w+)\s*\(", s).group(1) for s in statements[:2]]
     assert names == ["customers", "integrations"]
     assert statements[1].endswith("INTERLEAVE IN PARENT customers ON DELETE CASCADE")
+    # Append-only: a column added later is a new ALTER TABLE at the end.
+    assert statements[2] == "ALTER TABLE customers ADD COLUMN environment STRING(64)"
 
 
 def test_terraform_splits_the_schema_like_the_python_twin(tf: Module, tmp_path: Path) -> None:
@@ -351,7 +358,7 @@ def test_terraform_splits_the_schema_like_the_python_twin(tf: Module, tmp_path: 
     from_terraform = json.loads(json.loads(literal))
     from_python = _split_schema(SCHEMA_FILE.read_text(encoding="utf-8"), *_ddl_pipeline(tf))
     assert from_terraform == from_python
-    assert len(from_terraform) == 2
+    assert len(from_terraform) == 3
 
 
 # --------------------------------------------------------------------------
@@ -366,7 +373,8 @@ def _iam_grants(tf: Module) -> list[tuple[str, str, dict[str, Any]]]:
 def test_environment_runs_as_the_dedicated_service_account(environment: dict, env_sa: str) -> None:
     node_config = _block(_block(environment, "config"), "node_config")
     assert re.fullmatch(
-        rf"\$\{{google_service_account\.{env_sa}\.(name|email)\}}", node_config["service_account"]
+        rf"\$\{{google_service_account\.{env_sa}\[each\.key\]\.(name|email)\}}",
+        node_config["service_account"],
     )
 
 
@@ -387,6 +395,10 @@ def test_service_account_roles_are_exactly_the_least_privilege_set(tf: Module, e
     _, bucket_grant = granted["roles/storage.objectAdmin"][0]
     environment = tf.one("google_composer_environment")[1]
     assert bucket_grant["bucket"] == _block(environment, "storage_config")["bucket"]
+    # Read-only on the other environments' buckets, never on its own.
+    _, peer_grant = granted["roles/storage.objectViewer"][0]
+    assert peer_grant["for_each"] == "${local.peer_buckets}"
+    assert "pair[0] != pair[1]" in tf.locals["peer_buckets"]
 
 
 def test_no_principal_gets_a_basic_role_or_an_unreviewed_grant(tf: Module, env_sa: str) -> None:
@@ -401,13 +413,35 @@ def test_no_principal_gets_a_basic_role_or_an_unreviewed_grant(tf: Module, env_s
         # The only other grant: Composer's agent acting as this one account.
         assert rtype == "google_service_account_iam_member", f"{rtype}.{name}"
         assert body["role"] == COMPOSER_AGENT_ROLE
-        assert body["service_account_id"] == f"${{google_service_account.{env_sa}.name}}"
+        assert body["service_account_id"] == f"${{google_service_account.{env_sa}[each.key].name}}"
         assert "@cloudcomposer-accounts.iam.gserviceaccount.com" in body["member"]
 
 
 # --------------------------------------------------------------------------
 # Image version and variables
 # --------------------------------------------------------------------------
+
+
+def test_environments_come_from_one_list_each_with_its_bucket_account_and_name(
+    tf: Module, environment: dict, software_config: dict
+) -> None:
+    assert "list(object(" in tf.variables["environments"]["type"]
+    assert tf.locals["environments"] == "${{for e in var.environments : e.name => e}}"
+    per_environment = [
+        ("google_composer_environment", "fleet"),
+        ("google_storage_bucket", "composer"),
+        ("google_service_account", "composer"),
+        ("google_storage_bucket_iam_member", "bucket_object_admin"),
+        ("google_spanner_database_iam_member", "store_reader"),
+    ]
+    for key in per_environment:
+        assert tf.resources[key]["for_each"] == "${local.environments}", key
+    assert environment["name"] == "${each.key}"
+    assert software_config["env_variables"]["FLEET_ENVIRONMENT"] == "${each.key}"
+    # One store for all: the instance and database are not per environment.
+    for rtype in ("google_spanner_instance", "google_spanner_database"):
+        assert "for_each" not in tf.one(rtype)[1], rtype
+    assert "fleet_environments" in tf.outputs
 
 
 def test_image_version_defaults_to_composer_3_with_airflow_3(

@@ -7,6 +7,7 @@ gives byte-identical files.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from composer.dagspec import CodeRef, DagSpec, TaskSpec
@@ -152,8 +153,7 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
         "dag_id": repr(spec.dag_id),
         "description": repr(spec.description),
         "schedule": schedule,
-        "start_date": f"pendulum.datetime({spec.start_date.year}, {spec.start_date.month}, "
-        f"{spec.start_date.day}, tz={spec.timezone!r})",
+        "start_date": _start_date(spec),
         "catchup": "False",
         "max_active_runs": "1",
         "is_paused_upon_creation": repr(spec.paused_at_creation),
@@ -224,3 +224,15 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
         "",
     ]
     return "\n".join([*header, *body]) + "\n"
+
+
+def _start_date(spec: DagSpec) -> str:
+    """The fleet's start date in the customer's zone; after a move between Composer
+    environments, the UTC minute the DAG may first run in its new one."""
+    start = spec.start_date
+    if isinstance(start, dt.datetime):
+        return (
+            f"pendulum.datetime({start.year}, {start.month}, {start.day}, {start.hour}, "
+            f"{start.minute}, tz='UTC')"
+        )
+    return f"pendulum.datetime({start.year}, {start.month}, {start.day}, tz={spec.timezone!r})"

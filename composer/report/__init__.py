@@ -34,23 +34,42 @@ def tomorrow_utc() -> dt.date:
     return dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
 
 
-def environments(fleet_plan: FleetPlan) -> tuple[Environment, ...]:
-    """The fleet's environments. Until fleet.yaml has `environments:` there is one, the
-    target, with no capacity set."""
-    return (Environment(DEFAULT_ENVIRONMENT, fleet_plan.target.url, None),)
+def environments(fleet_plan: FleetPlan, only: str | None = None) -> tuple[Environment, ...]:
+    """The fleet's environments (fleet.yaml `environments:`; `only`: that one). Without
+    them there is one, the target, with no capacity set."""
+    configured = fleet_plan.builder.settings.environments
+    if not configured:
+        return (Environment(DEFAULT_ENVIRONMENT, fleet_plan.target.url, None),)
+    return tuple(
+        Environment(e.name, e.target, e.capacity) for e in configured if only in (None, e.name)
+    )
 
 
-def facts(fleet_plan: FleetPlan, day: dt.date) -> FleetFacts:
+def _homes(fleet_plan: FleetPlan) -> dict[str, str]:
+    """Each customer's environment (composer/environments.py), or the default one."""
+    if not fleet_plan.builder.settings.environments:
+        return {}
+    from composer.fleetenvs import assignment_of
+
+    return assignment_of(fleet_plan.builder).environment
+
+
+def facts(fleet_plan: FleetPlan, day: dt.date, only: str | None = None) -> FleetFacts:
     """What the plan publishes, as the report's input: every DAG of every customer that
-    the plan keeps or builds (invalid customers are listed with their errors instead)."""
+    the plan keeps or builds (invalid customers are listed with their errors instead),
+    in every environment, or `only` that one."""
     builder = fleet_plan.builder
     fleet, settings = builder.fleet, builder.settings
     invalid = set(fleet_plan.invalid_customers)
     timings: list[DagTiming] = []
     districts: list[District] = []
     uncharted: list[tuple[str, str]] = []
+    homes = _homes(fleet_plan)
     for customer_id in builder.customer_ids():
         if customer_id in invalid:
+            continue
+        home = homes.get(customer_id, DEFAULT_ENVIRONMENT)
+        if homes and only not in (None, home):
             continue
         customer = fleet.customers[customer_id]
         integrations = {i.integration_id: i for i in customer.integrations}
@@ -77,6 +96,7 @@ def facts(fleet_plan: FleetPlan, day: dt.date) -> FleetFacts:
                     schedule,
                     customer.timezone,
                     tuple(sorted(templates)),
+                    home,
                 )
             )
         if customer.legacy_dag_file:
@@ -86,10 +106,10 @@ def facts(fleet_plan: FleetPlan, day: dt.date) -> FleetFacts:
                     f"legacy file {customer.legacy_dag_file}: its schedule is its own code",
                 )
             )
-        districts.append(District(customer_id, customer.timezone, tuple(sorted(used))))
+        districts.append(District(customer_id, customer.timezone, tuple(sorted(used)), home))
     return FleetFacts(
         day=day,
-        environments=environments(fleet_plan),
+        environments=environments(fleet_plan, only),
         timings=tuple(timings),
         districts=tuple(districts),
         uncharted=tuple(uncharted),
@@ -97,16 +117,21 @@ def facts(fleet_plan: FleetPlan, day: dt.date) -> FleetFacts:
     )
 
 
-def report_html(fleet_plan: FleetPlan, day: dt.date | None = None) -> str:
-    """The report page for `day` (default: tomorrow, UTC)."""
-    figures = compute(facts(fleet_plan, day or tomorrow_utc()))
+def report_html(
+    fleet_plan: FleetPlan, day: dt.date | None = None, environment: str | None = None
+) -> str:
+    """The report page for `day` (default: tomorrow, UTC), of every environment or one."""
+    if environment == DEFAULT_ENVIRONMENT and not fleet_plan.builder.settings.environments:
+        environment = None
+    figures = compute(facts(fleet_plan, day or tomorrow_utc(), environment))
     return render(figures, source=fleet_plan.target.url)
 
 
 def publish_report(fleet_plan: FleetPlan, day: dt.date | None = None) -> str:
     """Write the report beside the manifest (unless it is unchanged); says what it did.
     The write is conditional on what the plan listed, like every other file."""
-    data = report_html(fleet_plan, day).encode()
+    share = fleet_plan.share.environment if fleet_plan.share else None  # its own environment
+    data = report_html(fleet_plan, day, share.name if share else None).encode()
     state = fleet_plan.objects.get(REPORT)
     if state is not None and state.md5 == hashlib.md5(data, usedforsecurity=False).hexdigest():
         return f"report unchanged: {REPORT}"

@@ -6,6 +6,7 @@ all validation happens in one place, `composer.model`, whatever the backend.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ class CustomerRow:
     main_schedule: str | None = None
     legacy_dag_file: str | None = None
     params: Any = None  # JSON text, decoded JSON, or None
+    environment: str | None = None  # pinned Composer environment; None = assigned
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,39 @@ def schema_statements() -> list[str]:
     lines = [line.split("--", 1)[0] for line in SCHEMA_FILE.read_text().splitlines()]
     text = "\n".join(lines)
     return [" ".join(stmt.split()) for stmt in text.split(";") if stmt.strip()]
+
+
+_ADD_COLUMN_RE = re.compile(
+    r"ALTER TABLE (\w+) ADD COLUMN (?:IF NOT EXISTS )?(\w+)\s+(.*)", re.IGNORECASE | re.S
+)
+
+
+def added_column(statement: str) -> tuple[str, str, str] | None:
+    """(table, column, type) of an `ALTER TABLE t ADD COLUMN c TYPE` statement, else None.
+    The schema grows only by such statements once a database exists (append-only DDL)."""
+    match = _ADD_COLUMN_RE.fullmatch(statement.strip())
+    if match is None:
+        return None
+    return match.group(1).lower(), match.group(2).lower(), match.group(3).strip()
+
+
+def table_columns(statement: str) -> tuple[str, list[str]] | None:
+    """(table, column names) of a `CREATE TABLE` statement, else None."""
+    match = re.match(r"\s*CREATE TABLE (\w+) \((.*)\) PRIMARY KEY", statement, re.I | re.S)
+    if match is None:
+        return None
+    depth, part, parts = 0, "", []
+    for char in match.group(2):  # split on top-level commas: STRING(64) holds none
+        depth += char in "(<"
+        depth -= char in ")>"
+        if char == "," and depth == 0:
+            parts.append(part)
+            part = ""
+        else:
+            part += char
+    parts.append(part)
+    names = [p.split()[0].strip("`").lower() for p in parts if p.strip()]
+    return match.group(1).lower(), [n for n in names if n not in ("constraint", "foreign")]
 
 
 def open_store(url: str, *, create: bool = False) -> Store:

@@ -35,7 +35,14 @@ from google.cloud.spanner_v1.data_types import JsonObject
 from google.cloud.spanner_v1.database import Database
 
 from composer.errors import StoreError, StoreUrlError
-from composer.store import CustomerRow, IntegrationRow, Snapshot, schema_statements
+from composer.store import (
+    CustomerRow,
+    IntegrationRow,
+    Snapshot,
+    added_column,
+    schema_statements,
+    table_columns,
+)
 
 EMULATOR_ENV = "SPANNER_EMULATOR_HOST"
 EMULATOR_INSTANCE_CONFIG = "emulator-config"
@@ -60,6 +67,7 @@ CUSTOMER_COLUMNS = (
     "main_schedule",
     "legacy_dag_file",
     "params",
+    "environment",
 )
 INTEGRATION_COLUMNS = (
     "customer_id",
@@ -253,6 +261,12 @@ class SpannerStore:
             else:
                 what = f"database {self.database_path}"
             return f"{where}: {what} not found ({detail}); {self._creation_hint()}"
+        missing_column = re.search(r"Unrecognized name: (environment)", detail, re.IGNORECASE)
+        if isinstance(exc, gexc.InvalidArgument) and missing_column:
+            return (
+                f"{where}: column customers.{missing_column.group(1)} not found (a store made "
+                f"before it); add it with `fleet store init --store {self.url}` or terraform apply"
+            )
         missing_table = re.search(r"Table not found: ([\w.]+)", detail, re.IGNORECASE)
         if isinstance(exc, gexc.InvalidArgument) and missing_table:
             return (
@@ -289,7 +303,13 @@ class SpannerStore:
     def _existing_objects(self, database: _Database) -> set[tuple[str, str]]:
         api = self._client.database_admin_api  # type: ignore[union-attr]
         response = api.get_database_ddl(database=database.name)
-        return {_ddl_object(statement) for statement in response.statements}
+        found = set()
+        for statement in response.statements:
+            found.add(_ddl_object(statement))
+            table = table_columns(statement)
+            if table:  # Spanner answers the current tables, added columns included
+                found.update(("COLUMN", f"{table[0]}.{column}") for column in table[1])
+        return found
 
     def _wait(self, operation: Any, seconds: float, what: str) -> Any:
         try:
@@ -487,12 +507,16 @@ _DDL_OBJECT_RE = re.compile(
 
 def _ddl_object(statement: str) -> tuple[str, str]:
     """(kind, name) a CREATE statement makes, e.g. ("TABLE", "customers"); names are
-    case-insensitive in Spanner. Other statements cannot be applied idempotently."""
+    case-insensitive in Spanner. `ALTER TABLE t ADD COLUMN c` makes ("COLUMN", "t.c").
+    Other statements cannot be applied idempotently."""
+    added = added_column(statement)
+    if added:
+        return "COLUMN", f"{added[0]}.{added[1]}"
     match = _DDL_OBJECT_RE.match(statement)
     if match is None:
         raise StoreError(
             f"schema statement {statement[:60]!r}... is not a CREATE statement; "
-            "the schema file may only create objects"
+            "the schema file may only create objects and add columns"
         )
     return " ".join(match.group(1).upper().split()), match.group(2).lower()
 

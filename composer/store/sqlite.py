@@ -7,7 +7,13 @@ import sqlite3
 from pathlib import Path
 
 from composer.errors import StoreError
-from composer.store import CustomerRow, IntegrationRow, Snapshot, schema_statements
+from composer.store import (
+    CustomerRow,
+    IntegrationRow,
+    Snapshot,
+    added_column,
+    schema_statements,
+)
 
 _TYPES = [
     (re.compile(r"\bSTRING\(\w+\)"), "TEXT"),
@@ -15,6 +21,9 @@ _TYPES = [
     (re.compile(r"\bJSON\b"), "TEXT"),
 ]
 CUSTOMER_COLUMNS = "customer_id, name, timezone, parent_customer_id, active, main_schedule, legacy_dag_file, params"
+# Columns added after the first release (ALTER TABLE in the schema file): a store made
+# before them is read as if they were all NULL until `fleet store init` adds them.
+LATE_CUSTOMER_COLUMNS = ("environment",)
 INTEGRATION_COLUMNS = (
     "customer_id, integration_id, template, schedule, params, task_overrides, enabled"
 )
@@ -22,9 +31,12 @@ INTEGRATION_COLUMNS = (
 
 def sqlite_ddl(statement: str) -> str:
     """Spanner CREATE TABLE -> SQLite: types mapped, PRIMARY KEY moved inside the
-    column list, INTERLEAVE turned into a cascading foreign key."""
+    column list, INTERLEAVE turned into a cascading foreign key. ALTER TABLE ADD COLUMN
+    keeps its form (the caller applies it only where the column is missing)."""
     for pattern, replacement in _TYPES:
         statement = pattern.sub(replacement, statement)
+    if added_column(statement):
+        return statement
     match = re.match(r"CREATE TABLE (\w+) \((.*)\) PRIMARY KEY \(([^)]*)\)(.*)", statement, re.S)
     if not match:
         raise StoreError(f"schema statement not understood: {statement[:60]}...")
@@ -80,6 +92,9 @@ class SqliteStore:
         try:
             with conn:
                 for statement in schema_statements():
+                    added = added_column(statement)
+                    if added and added[1] in _columns(conn, added[0]):
+                        continue  # migrated already
                     conn.execute(sqlite_ddl(statement))
         except sqlite3.Error as exc:
             raise StoreError(f"{self.where}: cannot apply the schema: {exc}") from exc
@@ -91,8 +106,10 @@ class SqliteStore:
         try:
             # One read transaction: both SELECTs see the same state of the file.
             conn.execute("BEGIN")
+            present = _columns(conn, "customers")
+            late = ", ".join(c if c in present else f"NULL AS {c}" for c in LATE_CUSTOMER_COLUMNS)
             customers = conn.execute(
-                f"SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY customer_id"
+                f"SELECT {CUSTOMER_COLUMNS}, {late} FROM customers ORDER BY customer_id"
             ).fetchall()
             integrations = conn.execute(
                 f"SELECT {INTEGRATION_COLUMNS} FROM integrations ORDER BY customer_id, integration_id"
@@ -113,6 +130,7 @@ class SqliteStore:
                     main_schedule=r[5],
                     legacy_dag_file=r[6],
                     params=r[7],
+                    environment=r[8],
                 )
                 for r in customers
             ),
@@ -135,7 +153,8 @@ class SqliteStore:
         try:
             with conn:
                 conn.executemany(
-                    f"INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO customers ({CUSTOMER_COLUMNS}, environment) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             c.customer_id,
@@ -146,6 +165,7 @@ class SqliteStore:
                             c.main_schedule,
                             c.legacy_dag_file,
                             _text(c.params),
+                            c.environment,
                         )
                         for c in snapshot.customers
                     ],
@@ -169,6 +189,10 @@ class SqliteStore:
             raise StoreError(f"{self.where}: cannot insert: {exc}") from exc
         finally:
             conn.close()
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1].lower() for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
 def _text(value: object) -> str | None:
