@@ -27,6 +27,7 @@ from composer.errors import BuildFailed, ConfigError
 from composer.operators import UnknownOperator
 from composer.templates import TemplateError
 from composer.verify import Verifier, verify_builds, verify_python
+from composer.verify_pool import shared_verifier
 
 # Per customer, the files the target holds (path -> md5): what building verifies against.
 Existing = Mapping[str, Mapping[str, str]]
@@ -196,14 +197,12 @@ class BuildRunner:
         for worker in self._workers:
             worker.close()
         self._workers = []
-        if self._verifier is not None:
-            self._verifier.close()
-            self._verifier = None
+        self._verifier = None  # kept by composer/verify_pool.py for the next sync
 
     def _local_verifier(self) -> Verifier:
         if self._verifier is None:
             target = self.builder.settings.airflow_target
-            self._verifier = Verifier(target, self._verify_python or sys.executable)
+            self._verifier = shared_verifier(target, self._verify_python or sys.executable)
         return self._verifier
 
     def __enter__(self) -> BuildRunner:
