@@ -48,6 +48,7 @@ class PackedFile:
     customer_id: str
     md5: str
     packed: bytes  # zlib-compressed content, already compiled once
+    part: bool = False  # the customer's DAGs as a file of their own (RenderedFile.part)
 
     @property
     def content(self) -> bytes:
@@ -59,14 +60,16 @@ class PackedBuild:
     customer_id: str
     files: list[PackedFile] = field(default_factory=list)
     errors: list[ConfigError] = field(default_factory=list)
+    dag_ids: list[str] = field(default_factory=list)
 
 
 def pack(builder: FleetBuilder, customer_id: str) -> PackedBuild:
     build = builder.build(customer_id)
     files = [
-        PackedFile(f.path, f.customer_id, f.md5, zlib.compress(f.content, 1)) for f in build.files
+        PackedFile(f.path, f.customer_id, f.md5, zlib.compress(f.content, 1), f.part)
+        for f in build.files
     ]
-    return PackedBuild(customer_id, files, build.errors)
+    return PackedBuild(customer_id, files, build.errors, build.dag_ids)
 
 
 class _Worker:

@@ -13,18 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from composer.build import FleetBuilder
-from composer.dagspec import RenderedFile
 from composer.errors import ConfigError, TargetError
 from composer.parallel import BuildRunner, PackedFile
-from composer.plan import MANIFEST, Desired, Manifest, Plan, make_plan
+from composer.plan import MANIFEST, Built, Entry, Manifest, Plan, make_plan
 from composer.publish import DEFAULT_JOBS, ApplyResult, Progress, apply_plan
 from composer.store import open_store
 from composer.targets import ObjectState, Target, open_target
 
 REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-# Rendered source kept (zlib-compressed, ~3x) between planning and applying; past it,
-# customers are rendered again.
-KEEP_BUDGET_BYTES = 48 * 1024 * 1024
 
 
 def default_templates_dir() -> Path:
@@ -46,33 +42,21 @@ class FleetPlan:
     objects: dict[str, ObjectState]
     manifest: Manifest
     errors: list[ConfigError] = field(default_factory=list)
-    # Files that differ from the target, kept from planning while they fit the budget,
-    # so applying does not compose those customers twice.
-    kept: dict[str, list[PackedFile]] = field(default_factory=dict)
-    runner: BuildRunner | None = None
-
-    def __post_init__(self) -> None:
-        if self.runner is None:
-            self.runner = BuildRunner(self.builder, jobs=1)
 
     @property
     def invalid_customers(self) -> list[str]:
         return sorted({e.customer_id for e in self.errors})
 
-    def render(self, customers: set[str]) -> Iterator[RenderedFile | PackedFile]:
-        """The customers' files, each compiled (once, when it was built) before it is
-        handed out for publishing. Contents stay compressed until a writer reads them."""
-        rebuild = sorted(c for c in customers if c not in self.kept)
-        for customer_id in sorted(customers - set(rebuild)):
-            yield from self.kept[customer_id]
-        for build in self.runner.builds(rebuild):
-            self.errors.extend(build.errors)
-            yield from build.files
-        self.runner.close()
+    def render(self, paths: set[str]) -> Iterator[PackedFile]:
+        """The files to write, each assembled and compiled when it was planned. Contents
+        stay compressed until a writer reads them."""
+        for path in sorted(paths):
+            packed = self.plan.contents[path]
+            yield PackedFile(path, "", "", packed)
 
     def diff(self) -> Iterator[str]:
         """Unified diffs of every file the plan adds, changes or removes."""
-        new = {f.path: f.content for f in self.render(self.plan.customers_to_render())}
+        new = {f.path: f.content for f in self.render(set(self.plan.writes))}
         for path in sorted([*self.plan.writes, *self.plan.removed]):
             before = (self.target.read(path) or b"") if path in self.objects else b""
             after = new.get(path, b"")
@@ -93,7 +77,7 @@ def plan_fleet(
     create_store: bool = False,
     build_jobs: int | None = None,
 ) -> FleetPlan:
-    """Read one snapshot and the target, build every customer, and plan.
+    """Read one snapshot and the target, build every changed customer, and plan.
 
     `build_jobs`: processes that build changed customers (default: one per core; a
     few customers are always built in-process). Raises StoreError, TargetError or
@@ -107,42 +91,61 @@ def plan_fleet(
     except ValueError as exc:
         raise TargetError(f"target {target_url}: unreadable {MANIFEST}: {exc}") from exc
     errors = list(builder.errors)
-    desired: list[Desired] = []
-    inputs: dict[str, str] = {}
-    owned_paths = manifest.paths_by_customer()
+    unchanged: dict[str, Entry] = {}
     digests: dict[str, str] = {}
     for customer_id in builder.customer_ids():
         digest = builder.inputs_digest(customer_id)
-        unchanged = manifest.unchanged_files(
-            customer_id, digest, owned_paths.get(customer_id, []), objects
-        )
-        if unchanged is not None:  # same inputs, same files: nothing to build
-            desired.extend(unchanged)
-            inputs[customer_id] = digest
+        entry = manifest.unchanged(customer_id, digest, builder.shard_of(customer_id), objects)
+        if entry is not None:  # same inputs, same file: nothing to build
+            unchanged[customer_id] = entry
         else:
             digests[customer_id] = digest
-    kept: dict[str, list[PackedFile]] = {}
-    budget = KEEP_BUDGET_BYTES
-    runner = BuildRunner(builder, build_jobs)
-    progress = Progress(len(digests), "building")
-    with runner:
-        for build in runner.builds(list(digests)):
-            progress.step()
-            if not build.errors:
-                inputs[build.customer_id] = digests[build.customer_id]
-            errors.extend(build.errors)
-            desired.extend(Desired(f.path, f.customer_id, f.md5) for f in build.files)
-            differing = [
-                f for f in build.files if (o := objects.get(f.path)) is None or o.md5 != f.md5
-            ]
-            if differing and budget > 0:
-                kept[build.customer_id] = differing
-                budget -= sum(len(f.packed) for f in differing)
-    plan = make_plan(
-        desired, objects, manifest, builder.invalid, force_prune=force_prune, inputs=inputs
-    )
+    built: dict[str, Built] = {}
+    with BuildRunner(builder, build_jobs) as runner:
+        errors += _build(runner, digests, built)
+        while True:
+            plan = make_plan(
+                built,
+                unchanged,
+                objects,
+                manifest,
+                builder.invalid,
+                target.read,
+                builder.settings.airflow_target,
+                force_prune=force_prune,
+            )
+            if not plan.copy_missing:  # an unchanged part missing from its file: build it
+                break
+            again = {c: builder.inputs_digest(c) for c in sorted(plan.copy_missing)}
+            for cid in again:
+                del unchanged[cid]
+            errors += _build(runner, again, built)
     errors.extend(plan.errors)
-    return FleetPlan(plan, builder, target, objects, manifest, errors, kept, runner)
+    return FleetPlan(plan, builder, target, objects, manifest, errors)
+
+
+def _build(runner: BuildRunner, digests: dict[str, str], built: dict[str, Built]) -> list:
+    """Build the customers (in workers when many), adding each valid one to `built`."""
+    errors: list[ConfigError] = []
+    progress = Progress(len(digests), "building")
+    for build in runner.builds(list(digests)):
+        progress.step()
+        errors.extend(build.errors)
+        if build.errors:
+            continue
+        parts = [f for f in build.files if f.part]
+        legacy = {f.path: (f.md5, f.packed) for f in build.files if not f.part}
+        entry = Entry(
+            digests[build.customer_id],
+            parts[0].path if parts else None,
+            parts[0].md5 if parts else "",
+            (*build.dag_ids, *sorted(legacy)),
+            tuple(sorted(legacy)),
+        )
+        built[build.customer_id] = Built(
+            build.customer_id, entry, parts[0].packed if parts else None, legacy
+        )
+    return errors
 
 
 def apply_fleet(

@@ -69,10 +69,10 @@ def apply_plan(
     jobs: int = DEFAULT_JOBS,
     force_prune: bool = False,
 ) -> ApplyResult:
-    """Write what the plan says. `render(customers)` rebuilds those customers' files."""
+    """Write what the plan says. `render(paths)` gives the files to write."""
     if plan.prune_refused and not force_prune:
         raise PruneRefused(
-            f"refusing to remove {len(plan.removed)} of {plan.owned_before} owned files "
+            f"refusing to remove {len(plan.removed_dags)} of {plan.owned_before} owned DAGs "
             f"(more than {prune_limit(plan.owned_before)}): check the store, then run with "
             "--force-prune if the removal is intended"
         )
@@ -85,9 +85,8 @@ def apply_plan(
         # New files are owned before they exist; digests stay as they were, so nothing
         # about them is trusted until the final manifest.
         intent = Manifest(
-            {**manifest_before.files, **{p: plan.owner[p] for p in plan.added}},
-            manifest_before.md5,
-            manifest_before.inputs,
+            {**manifest_before.files, **dict.fromkeys(plan.added, "")},
+            manifest_before.customers,
         )
         manifest_state = _write_manifest(target, intent, manifest_state)
     _ensure_airflowignore(target, objects)
@@ -96,7 +95,7 @@ def apply_plan(
     progress = Progress(len(writes), "writing")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         pending = set()
-        for rendered in render(plan.customers_to_render()):
+        for rendered in render(writes):
             if rendered.path in writes:
                 pending.add(pool.submit(_write, target, rendered, objects.get(rendered.path)))
                 if len(pending) >= jobs * 4:  # bounded: never the whole fleet in memory

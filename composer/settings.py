@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import SettingsError
+from composer.layout import DEFAULT_SHARDS, MAX_SHARDS
 from composer.model import Limits
 from composer.templates import DOTTED_RE, TemplateError, check_tasks
 from composer.yamlio import load_yaml
@@ -25,6 +26,7 @@ _KEYS = {
     "setup_tasks",
     "rollup_template",
     "limits",
+    "shards",
 }
 
 
@@ -41,6 +43,8 @@ class FleetSettings:
     setup_tasks: dict[str, Any] = field(default_factory=dict)
     rollup_template: str | None = None
     limits: Limits = field(default_factory=Limits)
+    # DAG files the fleet is spread over (composer/layout.py); changing it moves DAGs.
+    shards: int = DEFAULT_SHARDS
 
 
 def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
@@ -107,6 +111,9 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         isinstance(i, str) and DOTTED_RE.match(i) for i in imports
     ):
         raise SettingsError(f"{path}: imports must be a list of dotted paths")
+    shards = raw.get("shards", DEFAULT_SHARDS)
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        raise SettingsError(f"{path}: shards must be an integer from 1 to {MAX_SHARDS}")
     _check_setup_tasks(path, raw.get("setup_tasks"))
     from composer.schedule import normalize_cron
 
@@ -126,4 +133,5 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         setup_tasks=raw.get("setup_tasks") or {},
         rollup_template=raw.get("rollup_template"),
         limits=_limits(path, raw.get("limits")),
+        shards=shards,
     )

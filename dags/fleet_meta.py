@@ -132,9 +132,9 @@ def plan_fleet_task() -> dict[str, Any]:
     )
     if plan.prune_refused:
         log.error(
-            "removal refused: %d of %d owned files would be removed; the apply task will fail "
+            "removal refused: %d of %d owned DAGs would be removed; the apply task will fail "
             'without deleting anything. Check the store; if intended, trigger with {"force_prune": true}',
-            len(plan.removed),
+            len(plan.removed_dags),
             plan.owned_before,
         )
     return summary

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.conftest import make_store, replace_integration
+from tests.conftest import dag_file, make_store, published, replace_integration
 
 
 def test_sync_on_a_fresh_clone_seeds_the_default_store_and_builds_the_demo(
@@ -16,11 +16,17 @@ def test_sync_on_a_fresh_clone_seeds_the_default_store_and_builds_the_demo(
     code, out, err = fleet_cli("sync")
     assert code == 0, err
     assert "created fleet.db with the demo fleet" in err
-    assert "26 added" in out and "15 customers published, 0 invalid" in out
-    assert len(list((tmp_path / "build" / "dags").rglob("*.py"))) == 26
+    files = len(list((tmp_path / "build" / "dags").rglob("*.py")))
+    assert f"{files} added" in out and "15 customers published, 0 invalid" in out
+    assert published(tmp_path / "build" / "dags")["files"].keys() == {
+        str(p.relative_to(tmp_path / "build" / "dags"))
+        for p in (tmp_path / "build" / "dags").rglob("*.py")
+    }
     code, out, err = fleet_cli("sync")
     assert (
-        code == 0 and "created" not in err and "0 added, 0 changed, 0 removed, 26 unchanged" in out
+        code == 0
+        and "created" not in err
+        and f"0 added, 0 changed, 0 removed, {files} unchanged" in out
     )
 
 
@@ -48,14 +54,16 @@ def test_plan_detailed_exitcode_reports_changes_like_terraform(tmp_path, demo_st
         "plan", "--store", demo_store, "--target", target, "--detailed-exitcode"
     )
     assert code == 2
-    assert "+ austin-isd/austin-isd__main.py" in out
-    assert "Plan: 26 to add, 0 to change, 0 to remove, 0 unchanged" in out
+    added = [line for line in out.splitlines() if line.startswith("+ ")]
+    assert "+ lincoln-unified/lincoln_unified_legacy.py" in added
+    assert f"Plan: {len(added)} to add, 0 to change, 0 to remove, 0 unchanged" in out
     assert not (tmp_path / "dags").exists()  # plan writes nothing
     assert fleet_cli("sync", "--store", demo_store, "--target", target)[0] == 0
+    assert f"+ {dag_file(tmp_path / 'dags', 'austin-isd')}" in added
     code, out, _ = fleet_cli(
         "plan", "--store", demo_store, "--target", target, "--detailed-exitcode"
     )
-    assert code == 0 and "Plan: 0 to add, 0 to change, 0 to remove, 26 unchanged" in out
+    assert code == 0 and f"Plan: 0 to add, 0 to change, 0 to remove, {len(added)} unchanged" in out
 
 
 def test_plan_diff_shows_the_change_an_override_makes(tmp_path, demo_snapshot, fleet_cli):
@@ -71,22 +79,21 @@ def test_plan_diff_shows_the_change_an_override_makes(tmp_path, demo_snapshot, f
         "plan", "--diff", "--store", make_store(tmp_path / "b.db", changed), "--target", target
     )
     assert code == 0
-    assert "~ nyc-d02/nyc-d02__main.py" in out
-    assert "--- a/nyc-d02/nyc-d02__main.py" in out
-    assert "-            function_id='powerschool-export'," in out
-    assert "+            function_id='ps-export-v2'," in out
+    shard = dag_file(tmp_path / "dags", "nyc-d02")
+    assert f"~ {shard}" in out
+    assert f"--- a/{shard}" in out
+    assert "-                function_id='powerschool-export'," in out
+    assert "+                function_id='ps-export-v2'," in out
 
 
 def test_render_prints_one_customers_files(demo_store, fleet_cli):
     code, out, _ = fleet_cli("render", "austin-isd", "--store", demo_store)
     assert code == 0
     headers = [line for line in out.splitlines() if line.startswith("# =====")]
-    assert headers == [
-        "# ===== austin-isd/austin-isd__main.py =====",
-        "# ===== austin-isd/austin-isd__classroom.py =====",
-        "# ===== austin-isd/austin-isd__staar.py =====",
-    ]
-    assert "dag_id='austin-isd__main'" in out
+    assert len(headers) == 1 and headers[0].endswith(" (customer austin-isd's part) =====")
+    assert headers[0].startswith("# ===== fleet_shard_")
+    for dag_id in ("austin-isd__main", "austin-isd__classroom", "austin-isd__staar"):
+        assert f"dag_id={dag_id!r}" in out
 
 
 def test_render_of_an_unknown_customer_says_so(demo_store, fleet_cli):
@@ -97,7 +104,7 @@ def test_render_of_an_unknown_customer_says_so(demo_store, fleet_cli):
 def test_validate_checks_every_customer_and_writes_nothing(tmp_path, demo_store, fleet_cli):
     code, out, _ = fleet_cli("validate", "--store", demo_store)
     assert code == 0
-    assert out.strip() == "Validated 16 customers: 26 files, 0 invalid customers"
+    assert out.strip() == "Validated 16 customers: 26 DAGs, 0 invalid customers"
 
 
 def test_store_init_demo_creates_the_schema_and_rows(tmp_path, fleet_cli):
@@ -124,7 +131,7 @@ def test_the_default_store_is_created_next_to_where_fleet_runs(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     code, out, _ = fleet_cli("validate")
     assert code == 0 and Path("fleet.db").is_file()
-    assert "26 files" in out
+    assert "26 DAGs" in out
 
 
 def test_deploy_copies_the_meta_dag_package_and_templates_once(tmp_path, fleet_cli):
