@@ -61,6 +61,8 @@ class FleetBuilder:
         self.composer = Composer(self.fleet, self.settings, catalog, operators)
         self.errors: list[ConfigError] = list(self.fleet.errors)
         self._check_dag_id_collisions()
+        self.shards = 1
+        self.size_shards(None)
 
     def inputs_digest(self, customer_id: str) -> str:
         """A digest of everything this customer's files are made from: its rows, its
@@ -199,7 +201,13 @@ class FleetBuilder:
     def shard_of(self, customer_id: str) -> str:
         """The file that holds the customer's DAGs (composer/layout.py)."""
         root = layout.tree_root(self.fleet, customer_id)
-        return layout.shard_path(root, self.settings.shards)
+        return layout.shard_path(root, self.shards)
+
+    def size_shards(self, previous: int | None) -> int:
+        """Fix the shard count: fleet.yaml's, else sized by the fleet (kept at `previous`,
+        the published count, while it fits). Builders in worker processes are given it."""
+        self.shards = self.settings.shards or layout.shard_count(len(self.customer_ids()), previous)
+        return self.shards
 
     def _check_dag_id_collisions(self) -> None:
         """Refuse every customer involved: onboarding one must never take over another's DAG."""

@@ -14,8 +14,9 @@ from composer.parallel import pack
 def main(read_fd: int, write_fd: int) -> None:
     receive = Connection(read_fd, writable=False)
     send = Connection(write_fd, readable=False)
-    snapshot, templates_dir = receive.recv()
+    snapshot, templates_dir, shards = receive.recv()
     builder = FleetBuilder(snapshot, templates_dir)
+    builder.shards = shards  # as the parent sized it (it knows the published count)
     while True:
         try:
             chunk = receive.recv()

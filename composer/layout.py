@@ -16,13 +16,17 @@ and parts copied from what is published (an invalid customer keeps its last good
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable
 
 from composer.model import Fleet
 
-DEFAULT_SHARDS = 16
-MAX_SHARDS = 999
+# `shards: auto` (the default): about this many customers (~50 DAGs) a file, and the
+# count kept while a file holds 8 to 32 of them, so it changes only when the fleet has
+# halved or doubled (bench/RESULTS.md, "The DAG processor": why files stay this small).
+CUSTOMERS_PER_FILE = 16
+MAX_SHARDS = 4096
 _PARSING_CONTEXT = {
     3: "from airflow.sdk import get_parsing_context",
     2: "from airflow.utils.dag_parsing_context import get_parsing_context",
@@ -34,6 +38,17 @@ _PART_RE = re.compile(
     r"^# --- dagfleet customer \1: end ---\n",
     re.DOTALL | re.MULTILINE,
 )
+
+
+def shard_count(customers: int, previous: int | None) -> int:
+    """How many shard files `shards: auto` spreads `customers` over: `previous` (the count
+    the published fleet uses) while each file holds 8 to 32 customers, else the power of
+    two nearest to 16 a file. Changing the count moves most customers to another file
+    (one full rewrite), so it must not flip back and forth as districts come and go."""
+    if previous and 8 * previous <= customers <= 32 * previous:
+        return previous
+    target = max(1.0, customers / CUSTOMERS_PER_FILE)
+    return min(MAX_SHARDS, 2 ** round(math.log2(target)))
 
 
 def shard_path(key: str, shards: int) -> str:

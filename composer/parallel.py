@@ -176,7 +176,9 @@ class BuildRunner:
             for _ in range(count):
                 self._workers.append(_Worker())
             for worker in self._workers:  # all started first: they import in parallel
-                worker.send.send((self.builder.snapshot, self.builder.templates_dir))
+                worker.send.send(
+                    (self.builder.snapshot, self.builder.templates_dir, self.builder.shards)
+                )
             log.info("building %d customers in %d worker processes", len(customer_ids), count)
         except OSError as exc:
             log.warning("building in one process: cannot start build workers (%s)", exc)

@@ -91,6 +91,7 @@ def plan_fleet(
     except ValueError as exc:
         raise TargetError(f"target {target_url}: unreadable {MANIFEST}: {exc}") from exc
     errors = list(builder.errors)
+    builder.size_shards(manifest.shards)
     unchanged: dict[str, Entry] = {}
     digests: dict[str, str] = {}
     for customer_id in builder.customer_ids():
@@ -112,6 +113,7 @@ def plan_fleet(
                 builder.invalid,
                 target.read,
                 builder.settings.airflow_target,
+                builder.shards,
                 force_prune=force_prune,
             )
             if not plan.copy_missing:  # an unchanged part missing from its file: build it

@@ -54,6 +54,7 @@ class Manifest:
 
     files: dict[str, str] = field(default_factory=dict)  # path -> md5 hex as written ("" unknown)
     customers: dict[str, Entry] = field(default_factory=dict)
+    shards: int | None = None  # the shard count the files were laid out with
 
     def to_bytes(self) -> bytes:
         body = {
@@ -61,6 +62,7 @@ class Manifest:
             "version": VERSION,
             "files": self.files,
             "customers": {c: e.as_json() for c, e in self.customers.items()},
+            "shards": self.shards,
         }
         return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
 
@@ -83,7 +85,12 @@ class Manifest:
             )
             for c, e in (body.get("customers") or {}).items()
         }
-        return cls({str(k): str(v) for k, v in body["files"].items()}, customers)
+        shards = body.get("shards")
+        return cls(
+            {str(k): str(v) for k, v in body["files"].items()},
+            customers,
+            shards if isinstance(shards, int) and shards > 0 else None,
+        )
 
     @classmethod
     def _from_one_file_per_dag(cls, body: dict) -> Manifest:
@@ -182,6 +189,7 @@ def make_plan(
     invalid: set[str],
     read: Callable[[str], bytes | None],
     airflow_target: int,
+    shards: int,
     *,
     force_prune: bool = False,
 ) -> Plan:
@@ -272,7 +280,7 @@ def make_plan(
         if path not in wanted and path in objects:
             plan.removed.append(path)
     plan.removed_dags = sorted(manifest.all_dags() - {d for e in entries.values() for d in e.dags})
-    plan.manifest = Manifest(wanted, entries)
+    plan.manifest = Manifest(wanted, entries, shards)
     plan.manifest_changed = plan.manifest != manifest
     if len(plan.removed_dags) > prune_limit(plan.owned_before) and not force_prune:
         plan.prune_refused = True

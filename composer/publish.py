@@ -87,6 +87,7 @@ def apply_plan(
         intent = Manifest(
             {**manifest_before.files, **dict.fromkeys(plan.added, "")},
             manifest_before.customers,
+            manifest_before.shards,
         )
         manifest_state = _write_manifest(target, intent, manifest_state)
     _ensure_airflowignore(target, objects)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import SettingsError
-from composer.layout import DEFAULT_SHARDS, MAX_SHARDS
+from composer.layout import MAX_SHARDS
 from composer.model import Limits
 from composer.templates import DOTTED_RE, TemplateError, check_tasks
 from composer.yamlio import load_yaml
@@ -43,8 +43,8 @@ class FleetSettings:
     setup_tasks: dict[str, Any] = field(default_factory=dict)
     rollup_template: str | None = None
     limits: Limits = field(default_factory=Limits)
-    # DAG files the fleet is spread over (composer/layout.py); changing it moves DAGs.
-    shards: int = DEFAULT_SHARDS
+    # DAG files the fleet is spread over (composer/layout.py); None: sized by the fleet.
+    shards: int | None = None
 
 
 def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
@@ -111,9 +111,11 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         isinstance(i, str) and DOTTED_RE.match(i) for i in imports
     ):
         raise SettingsError(f"{path}: imports must be a list of dotted paths")
-    shards = raw.get("shards", DEFAULT_SHARDS)
-    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
-        raise SettingsError(f"{path}: shards must be an integer from 1 to {MAX_SHARDS}")
+    shards = raw.get("shards", "auto")
+    if shards == "auto":
+        shards = None
+    elif isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        raise SettingsError(f"{path}: shards must be auto or an integer from 1 to {MAX_SHARDS}")
     _check_setup_tasks(path, raw.get("setup_tasks"))
     from composer.schedule import normalize_cron
 
