@@ -26,7 +26,7 @@ def test_same_rows_in_sqlite_and_spanner_give_byte_identical_fleets(
     url = spanner_url(emulator)
     assert fleet_cli("store", "init", "--store", url, "--demo")[0] == 0
     assert open_store(url).read_snapshot().customers  # the demo rows are there
-    code, out, err = fleet_cli("sync", "--store", url, "--target", f"file://{tmp_path}/spanner")
+    code, _out, err = fleet_cli("sync", "--store", url, "--target", f"file://{tmp_path}/spanner")
     assert code == 0, err
     customers = published(tmp_path / "spanner")["customers"]
     assert sum(len(e["dags"]) for e in customers.values()) == 26
