@@ -248,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
         os.chdir(WORK)
         os.execve(sys.executable, [sys.executable, "-m", "bench.dagproc", *sys.argv[1:]], env)
-    import datetime
     import time
 
     ctx = Context()
@@ -275,15 +274,6 @@ def main(argv: list[str] | None = None) -> int:
         compileall.compile_dir(str(folder), quiet=1, workers=1)
     processor = Processor(ctx, base, seed_db(ctx, base))
     groups = [processor.cases(name, folder, count) for name, (folder, count) in folders.items()]
-    samples = run_rounds(
-        groups,
-        args.rounds,
-        env=ctx.env,
-        cwd=ctx.work,
-        log_dir=ctx.logs / "dagproc",
-        warmup=False,
-        say=ctx.say,
-    )
     worker: dict[str, list[float]] = {}
     if args.worker_rounds:
         cases = worker_cases(
@@ -300,17 +290,46 @@ def main(argv: list[str] | None = None) -> int:
         ):
             worker.setdefault(s.case.removeprefix("one."), []).append(1000 * s.probe["t_main"])
     dags = {name: count for name, (_, count) in folders.items() if name != "empty"}
-    summary = summarize(samples, dags, args.rounds)
     labels = {
-        **{f"fleet_s{s}": f"dagfleet, {s} shard files (main, cron, roll-up DAGs)" for s in shards},
+        **{f"fleet_s{s}": f"dagfleet, {s} shard files (all its DAGs)" for s in shards},
         "ours_per_dag": "dagfleet before: one file per DAG",
         "hand": "hand-written, one file per DAG",
         "loop": "one .py looping over a JSON config",
         "dagfactory": "dag-factory: loader .py + one YAML per DAG",
     }
+    samples: list[Sample] = []
+    for done in range(args.rounds + 1):  # results rewritten after every round
+        if done:
+            shift = (done - 1) % len(groups)
+            for sample in run_rounds(
+                [*groups[shift:], *groups[:shift]],
+                1,
+                env=ctx.env,
+                cwd=ctx.work,
+                log_dir=ctx.logs / "dagproc",
+                warmup=False,
+                say=ctx.say,
+            ):
+                sample.round = done - 1
+                samples.append(sample)
+        if done or not args.rounds:
+            write(ctx, base, args, started, load_start, n, done, samples, dags, worker, labels)
+    return 0
+
+
+def write(ctx, base, args, started, load_start, n, rounds, samples, dags, worker, labels) -> None:
+    """results.json and RESULTS.md of the rounds done so far (printed too)."""
+    import datetime
+    import time
+
+    summary = (
+        summarize(samples, dags, rounds)
+        if rounds
+        else {"peers": {}, "floor": {}, "floor_steady": {}}
+    )
     meta = {
         "n": n,
-        "rounds": args.rounds,
+        "rounds": rounds,
         "command": "uv run --group bench python -m bench.dagproc " + " ".join(sys.argv[1:]),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "minutes": (time.monotonic() - started) / 60,
@@ -328,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     (base / "results.json").write_text(json.dumps(raw, indent=1, default=str))
     text = markdown(meta, summary, worker)
     (base / "RESULTS.md").write_text(text)
-    print(text)
-    return 0
+    print(text, flush=True)
 
 
 if __name__ == "__main__":

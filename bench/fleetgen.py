@@ -3,7 +3,7 @@
 Every customer has the three shipped integrations (PowerSchool grades in the main
 DAG, Google Classroom hourly, state assessments weekly), customers are spread over
 several timezones, and every 25th customer is a parent org with four children and
-one grandchild, so roll-up tasks appear in about 8% of the main DAGs.
+one grandchild, so about 8% of the customers also get a roll-up DAG.
 """
 
 from __future__ import annotations
@@ -113,5 +113,5 @@ def write_store(path: Path, n: int, *, onboard: bool = False) -> str:
 
 
 def parents(n: int) -> list[str]:
-    """Customers of the fleet of N that have children (their main DAG has a roll-up)."""
+    """Customers of the fleet of N that have children (they get a roll-up DAG)."""
     return sorted({p for i in range(n) if (p := _parent(i)) is not None})

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from composer.build import FleetBuilder
-from composer.dagspec import CodeRef, DagSpec
+from composer.dagspec import AssetRef, CodeRef, DagSpec
 from composer.rendering import render_dag
 from composer.store import Snapshot
 
@@ -52,6 +52,8 @@ def main_specs(snapshot: Snapshot, templates_dir: Path) -> list[DagSpec]:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, CodeRef):
         return {"__code__": value.dotted}
+    if isinstance(value, AssetRef):
+        return {"__asset__": value.uri}
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -121,6 +123,8 @@ def _py(value: Any, names: dict[str, str], depth: int) -> str:
         return json.dumps(value, ensure_ascii=False) if "\\" not in value else repr(value)
     if isinstance(value, CodeRef):
         return value.dotted.rsplit(".", 1)[-1]
+    if isinstance(value, AssetRef):
+        return f"Asset({value.uri!r})"
     if isinstance(value, dict):
         if not value:
             return "{}"
@@ -152,6 +156,8 @@ def hand_file(spec: DagSpec) -> str:
     imports: dict[str, set[str]] = {"airflow.sdk": {"DAG", "CronTriggerTimetable"}}
     if spec.groups:
         imports["airflow.sdk"].add("TaskGroup")
+    if any(isinstance(a, AssetRef) for t in spec.tasks for a in t.args.get("outlets", [])):
+        imports["airflow.sdk"].add("Asset")
     for task in spec.tasks:
         module, name = task.operator.rsplit(".", 1)
         imports.setdefault(module, set()).add(name)
@@ -262,7 +268,7 @@ import json
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import DAG, CronTriggerTimetable, TaskGroup, get_parsing_context
+from airflow.sdk import DAG, Asset, CronTriggerTimetable, TaskGroup, get_parsing_context
 
 CONFIG = Path(__file__).with_name("dag_configs.json")
 _objects = {}
@@ -279,6 +285,8 @@ def _value(value):
     if isinstance(value, dict):
         if len(value) == 1 and "__code__" in value:
             return _object(value["__code__"])
+        if len(value) == 1 and "__asset__" in value:
+            return Asset(value["__asset__"])
         return {k: _value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_value(v) for v in value]
@@ -366,6 +374,8 @@ else:
 def _df_value(value: Any) -> Any:
     if isinstance(value, CodeRef):
         return value.dotted  # dag-factory imports callbacks given as dotted strings
+    if isinstance(value, AssetRef):
+        return value.uri  # dag-factory turns outlet URIs into Assets
     if isinstance(value, dict):
         return {k: _df_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

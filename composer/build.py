@@ -80,6 +80,15 @@ class FleetBuilder:
         row = json.dumps(_plain(customer), sort_keys=True, default=repr)
         digest.update(row.encode())
         digest.update(json.dumps(descendants).encode())
+        if descendants and self.settings.rollup_template:
+            # The roll-up DAG reads each descendant's resolved tables: its rows, and the
+            # template its roll-up sources use.
+            templates.add(self.settings.rollup_template)
+            templates.update(filter(None, [self.composer.rollup_sources_template()]))
+            for descendant_id in descendants:
+                child = self.fleet.customers.get(descendant_id)
+                plain = _plain(child) if child else None
+                digest.update(json.dumps(plain, sort_keys=True, default=repr).encode())
         for name in sorted(templates):
             digest.update(_file_digest(self.templates_dir / f"{name}.yaml").encode())
         if customer.legacy_dag_file:
@@ -267,6 +276,8 @@ def _environment_digest(templates_dir: Path) -> str:
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
     for source in sorted(package.rglob("*.py")):
+        if source.parent.name == "report":  # the fleet report makes no DAG file
+            continue
         digest.update(str(source.relative_to(package)).encode())
         digest.update(source.read_bytes())
     digest.update(_file_digest(templates_dir / "fleet.yaml").encode())

@@ -4,6 +4,7 @@ exit codes (0 ok, 1 invalid config, 2 usage, 3 store or target failure / refused
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,28 @@ def _parser() -> argparse.ArgumentParser:
         "--force-prune", action="store_true", help="allow removing more than 10%% of the fleet"
     )
     sync.add_argument("--jobs", type=int, default=16, help="parallel uploads (default 16)")
+    report = sub.add_parser(
+        "report", parents=[common], help="write the fleet report (one HTML page) from the plan"
+    )
+    report.add_argument(
+        "--out",
+        default="fleet-report.html",
+        help="file to write, - for stdout (default %(default)s)",
+    )
+    report.add_argument(
+        "--date",
+        type=_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the UTC day to chart (default: tomorrow, UTC)",
+    )
+    report.add_argument(
+        "--environment",
+        default=None,
+        metavar="NAME",
+        help="the environment to report (the fleet has one, 'default', until fleet.yaml "
+        "lists environments)",
+    )
     store = sub.add_parser("store", help="manage the store")
     store_sub = store.add_subparsers(dest="store_command", required=True)
     init = store_sub.add_parser("init", parents=[common], help="create the schema")
@@ -80,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--jobs", type=int, default=16, help="parallel uploads (default 16)")
     deploy.add_argument("--dry-run", action="store_true", help="show the changes; write nothing")
     return parser
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _say(message: str) -> None:
@@ -141,6 +171,12 @@ def _run(args: argparse.Namespace) -> int:
     store_url, create = _store_url(args)
     if args.command in ("validate", "render"):
         return _validate_or_render(args, store_url)
+    if args.command == "report" and args.environment not in (None, "default"):
+        _say(
+            f"error: --environment {args.environment}: this fleet has one environment, "
+            "'default' (fleet.yaml lists no environments)"
+        )
+        return EXIT_USAGE
     from composer.pipeline import apply_fleet, plan_fleet
 
     started = time.monotonic()
@@ -155,6 +191,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     plan = fleet_plan.plan
     _warnings(fleet_plan.builder.fleet.warnings)
+    if args.command == "report":
+        return _report(args, fleet_plan)
     if args.command == "plan":
         _errors(fleet_plan.errors)
         for label, paths in (("+", plan.added), ("~", plan.changed), ("-", plan.removed)):
@@ -186,6 +224,22 @@ def _run(args: argparse.Namespace) -> int:
         f"{len(fleet_plan.builder.customer_ids())} customers published, "
         f"{len(fleet_plan.invalid_customers)} invalid, in {elapsed:.1f}s"
     )
+    return EXIT_INVALID if fleet_plan.errors else EXIT_OK
+
+
+def _report(args: argparse.Namespace, fleet_plan) -> int:
+    from composer.report import report_html
+
+    page = report_html(fleet_plan, args.date)
+    _errors(fleet_plan.errors)
+    if args.out == "-":
+        sys.stdout.write(page)
+    else:
+        Path(args.out).write_text(page, encoding="utf-8")
+        print(
+            f"Wrote {args.out}: {len(fleet_plan.builder.customer_ids())} customers, "
+            f"{len(fleet_plan.invalid_customers)} invalid"
+        )
     return EXIT_INVALID if fleet_plan.errors else EXIT_OK
 
 

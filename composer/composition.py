@@ -13,6 +13,8 @@ from typing import Any
 import json_merge_patch
 
 from composer import params as layers
+from composer.assets import asset_refs
+from composer.dagshape import DagShapes, cron_dag_id, main_dag_id
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
 from composer.model import (  # RESERVED_INTEGRATION_IDS: re-exported, checked in model
@@ -22,7 +24,7 @@ from composer.model import (  # RESERVED_INTEGRATION_IDS: re-exported, checked i
     Integration,
 )
 from composer.operators import OperatorCatalog, UnknownOperator
-from composer.schedule import stagger
+from composer.rollup import ROLLUP_ID, rollup_dag, rollup_dag_id
 from composer.settings import FleetSettings
 from composer.substitution import (
     ParamResolver,
@@ -42,19 +44,10 @@ CALLBACK_KEYS = frozenset(
         "sla_miss_callback",
     }
 )
-ROLLUP_ID = "rollup"
 SETUP_GROUP = ""
 
 
-def main_dag_id(customer_id: str) -> str:
-    return f"{customer_id}__main"
-
-
-def cron_dag_id(customer_id: str, integration_id: str) -> str:
-    return f"{customer_id}__{integration_id}"
-
-
-class Composer:
+class Composer(DagShapes):
     """Builds the DagSpecs of one customer at a time."""
 
     def __init__(
@@ -82,7 +75,17 @@ class Composer:
             for i in customer.integrations
             if i.schedule is not None
         ]
+        if self.settings.rollup_template and self.fleet.active_descendants(customer.customer_id):
+            ids.append((rollup_dag_id(customer.customer_id), ROLLUP_ID))
         return ids
+
+    def rollup_sources_template(self) -> str:
+        """The template the roll-ups read (`rollup.sources`), '' when there is none."""
+        try:
+            template = self.templates.get(self.settings.rollup_template or "")
+        except TemplateError:
+            return ""
+        return str((template.rollup or {}).get("sources") or "")
 
     def compose(self, customer: Customer) -> tuple[list[DagSpec], list[ConfigError]]:
         specs: list[DagSpec] = []
@@ -102,171 +105,31 @@ class Composer:
                         self._block(customer, integration, template, descendants, "main")
                     )
                 else:
-                    specs.append(self._cron_dag(customer, integration, template, descendants))
+                    specs.append(
+                        self._cron_dag(
+                            customer,
+                            integration,
+                            template,
+                            descendants,
+                            with_setup=self._needs_setup(customer, integration),
+                        )
+                    )
             except InvalidConfig as exc:
                 errors.append(exc.error)
         if not customer.legacy_dag_file:
             try:
-                if descendants and self.settings.rollup_template:
-                    rollup = Integration(
-                        customer.customer_id,
-                        ROLLUP_ID,
-                        self.settings.rollup_template,
-                        None,
-                        {},
-                        None,
-                    )
-                    template = self._template(customer, rollup, "main")
-                    main_blocks.append(self._block(customer, rollup, template, descendants, "main"))
                 specs.insert(0, self._main_dag(customer, main_blocks, descendants))
+            except InvalidConfig as exc:
+                errors.append(exc.error)
+        if descendants and self.settings.rollup_template:
+            try:
+                rollup = rollup_dag(self, customer, descendants)
+                if rollup is not None:
+                    specs.append(rollup)
             except InvalidConfig as exc:
                 errors.append(exc.error)
         # A customer-level mistake is met once per DAG and integration: report it once.
         return specs, list(dict.fromkeys(errors))
-
-    # -- DAGs -----------------------------------------------------------------
-
-    def _main_dag(self, customer: Customer, blocks: list, descendants: list[str]) -> DagSpec:
-        dag_id = main_dag_id(customer.customer_id)
-        params = layers.for_customer(self.settings, customer, dag_id, descendants)
-        setup = self._setup_tasks(customer, params)
-        tasks = list(setup)
-        groups: list[GroupSpec] = []
-        for _integration, _template, block_tasks, group in blocks:
-            groups.append(group)
-            groups.extend(self._inner_groups(block_tasks, group.path))
-            tasks.extend(self._after(setup, block_tasks))
-        self._check_unique_nodes(customer, setup, [(i, b, g) for i, _, b, g in blocks])
-        schedule = customer.main_schedule or self.settings.default_main_schedule
-        from composer.schedule import normalize_cron
-
-        return DagSpec(
-            dag_id=dag_id,
-            customer_id=customer.customer_id,
-            variant="main",
-            schedule=stagger(normalize_cron(schedule), dag_id, self.settings.stagger_minutes),
-            timezone=customer.timezone,
-            start_date=self.settings.start_date,
-            description=f"{customer.name}: nightly main DAG",
-            tags=self._tags(customer, [t.name for _, t, _, _ in blocks], "main"),
-            default_args=self._dag_default_args(customer, None, params),
-            groups=tuple(groups),
-            tasks=tuple(tasks),
-            templates=tuple(sorted({t.name for _, t, _, _ in blocks})),
-        )
-
-    def _cron_dag(
-        self,
-        customer: Customer,
-        integration: Integration,
-        template: Template,
-        descendants: list[str],
-    ) -> DagSpec:
-        dag_id = cron_dag_id(customer.customer_id, integration.integration_id)
-        _, _, block_tasks, _ = self._block(customer, integration, template, descendants, "cron")
-        params = layers.for_customer(self.settings, customer, dag_id, descendants)
-        setup = self._setup_tasks(customer, params)
-        self._check_unique_nodes(customer, setup, [(integration, block_tasks, None)])
-        resolver = layers.for_integration(
-            self.settings, customer, integration, template, dag_id, descendants
-        )
-        default_args = dict(self._dag_default_args(customer, integration, params))
-        default_args.update(self._default_args(customer, integration, template, resolver))
-        description = self._substitute(
-            customer,
-            integration,
-            "cron.description",
-            (template.cron or {}).get("description") or "",
-            resolver,
-        )
-        return DagSpec(
-            dag_id=dag_id,
-            customer_id=customer.customer_id,
-            variant="cron",
-            schedule=stagger(integration.schedule or "", dag_id, self.settings.stagger_minutes),
-            timezone=customer.timezone,
-            start_date=self.settings.start_date,
-            description=str(
-                description or f"{customer.name}: {integration.integration_id} ({template.name})"
-            ),
-            tags=self._tags(customer, [template.name], "cron"),
-            default_args=default_args,
-            groups=tuple(self._inner_groups(block_tasks, ())),
-            tasks=tuple([*setup, *self._after(setup, block_tasks)]),
-            templates=(template.name,),
-        )
-
-    @staticmethod
-    def _after(setup: list[TaskSpec], block: list[TaskSpec]) -> list[TaskSpec]:
-        """Make the block's root tasks run after every leaf of the setup tasks."""
-        if not setup:
-            return block
-        setup_refs = {t.ref for t in setup}
-        leaves = tuple(
-            t.ref
-            for t in setup
-            if not any(t.ref in s.upstream for s in setup if s.ref in setup_refs)
-        )
-        return [
-            TaskSpec(t.task_id, t.groups, t.operator, t.args, t.upstream or leaves)
-            if not t.upstream
-            else t
-            for t in block
-        ]
-
-    def _check_unique_nodes(
-        self,
-        customer: Customer,
-        setup: list[TaskSpec],
-        blocks: list[tuple[Integration, list[TaskSpec], GroupSpec | None]],
-    ) -> None:
-        """Task and task-group ids share one namespace per DAG in Airflow; a clash (an
-        integration id equal to a setup task's, an added task with a setup task's id)
-        would be a DuplicateTaskIdFound at parse time, so it is a ConfigError here."""
-        owners: dict[str, str] = {}
-        for task in setup:
-            for node in self._nodes(task):
-                owners.setdefault(node, f"fleet.setup_tasks.{task.task_id}")
-        for integration, tasks, group in blocks:
-            mine = f"integration {integration.integration_id}"
-            outer = ".".join(group.path) if group is not None else ""
-            if outer and owners.get(outer, mine) != mine:
-                self._fail(
-                    customer,
-                    integration,
-                    "integration_id",
-                    f"{outer!r} is already the id of a task in this DAG ({owners[outer]})",
-                )
-            overrides = integration.task_overrides or {}
-            for task in tasks:
-                for node in self._nodes(task):
-                    if owners.setdefault(node, mine) != mine:
-                        where = "task_overrides" if task.task_id in overrides else "tasks"
-                        self._fail(
-                            customer,
-                            integration,
-                            f"{where}.{task.task_id}",
-                            f"{node!r} is already the id of a task or group in this DAG "
-                            f"({owners[node]})",
-                        )
-
-    @staticmethod
-    def _nodes(task: TaskSpec) -> list[str]:
-        """The ids a task claims in its DAG: each enclosing group's, then its own."""
-        groups = [".".join(task.groups[: depth + 1]) for depth in range(len(task.groups))]
-        return [*groups, task.ref]
-
-    @staticmethod
-    def _inner_groups(tasks: list[TaskSpec], outer: tuple[str, ...]) -> list[GroupSpec]:
-        paths = sorted({t.groups for t in tasks if len(t.groups) > len(outer)})
-        return [GroupSpec(path) for path in paths]
-
-    def _tags(self, customer: Customer, templates: list[str], variant: str) -> tuple[str, ...]:
-        return (
-            f"customer:{customer.customer_id}",
-            *(f"template:{name}" for name in sorted(set(templates))),
-            f"variant:{variant}",
-        )
 
     # -- one integration ------------------------------------------------------
 
@@ -294,15 +157,18 @@ class Composer:
         template: Template,
         descendants: list[str],
         variant: str,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[Integration, Template, list[TaskSpec], GroupSpec]:
+        """One integration's tasks; `extra` adds values (a roll-up's per-source params)."""
         dag_id = (
             main_dag_id(customer.customer_id)
             if variant == "main"
             else cron_dag_id(customer.customer_id, integration.integration_id)
         )
-        resolver = layers.for_integration(
+        params = layers.for_integration(
             self.settings, customer, integration, template, dag_id, descendants
         )
+        resolver: Any = params if not extra else (lambda n: extra[n] if n in extra else params(n))
         raw_tasks = self._merged_tasks(customer, integration, template)
         overridden = integration.task_overrides or {}
         tasks = {
@@ -323,6 +189,11 @@ class Composer:
             args = self._checked_args(
                 customer, integration, field, task["operator"], task.get("args") or {}, allowed
             )
+            if "outlets" in args:
+                try:
+                    args["outlets"] = asset_refs(args["outlets"])
+                except ValueError as exc:
+                    self._fail(customer, integration, f"{field}.args.outlets", str(exc))
             groups = (*outer, task["group"]) if task.get("group") else outer
             specs.append(
                 TaskSpec(task_id, groups, task["operator"], args, tuple(task.get("upstream", [])))

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Variant = Literal["main", "cron", "legacy"]
+Variant = Literal["main", "cron", "rollup", "legacy"]
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,14 @@ class CodeRef:
     """A callable the generated file imports by name (only ever from an allow-list)."""
 
     dotted: str
+
+
+@dataclass(frozen=True)
+class AssetRef:
+    """A data asset by URI (`bigquery://project/dataset/table`): written as `Asset(uri)`
+    for Airflow 3 and `Dataset(uri)` for Airflow 2, in outlets and in asset schedules."""
+
+    uri: str
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ class DagSpec:
     dag_id: str
     customer_id: str
     variant: Variant
-    schedule: str  # 5-field cron, in `timezone`
+    schedule: str  # 5-field cron, in `timezone` (for a roll-up: its deadline tick)
     timezone: str
     start_date: dt.date
     description: str
@@ -52,6 +60,10 @@ class DagSpec:
     groups: tuple[GroupSpec, ...]
     tasks: tuple[TaskSpec, ...]
     templates: tuple[str, ...]  # template names, for the file header
+    paused_at_creation: bool = False  # fleet.yaml `paused_at_creation`
+    # Non-empty: scheduled when every one of these assets was updated, or at `schedule`
+    # (AssetOrTimeSchedule / DatasetOrTimeSchedule).
+    assets: tuple[AssetRef, ...] = ()
 
 
 @dataclass(frozen=True)

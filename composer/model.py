@@ -21,7 +21,7 @@ from composer.timezones import timezone_problem
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 LEGACY_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.py\Z")
 # Integration ids dagfleet uses itself: `main` would be the cron DAG `<customer>__main`,
-# `rollup` and `setup` are task groups of the main DAG.
+# `rollup` the roll-up DAG `<customer>__rollup`, `setup` the setup tasks.
 RESERVED_INTEGRATION_IDS = frozenset({"main", "rollup", "setup"})
 # Deeper JSON is refused: nothing real nests this far, and deeper values would reach
 # Python's recursion limit in substitution or rendering and crash the whole run.

@@ -21,6 +21,8 @@ from composer.targets import ObjectState
 MANIFEST = ".dagfleet-manifest.json"
 AIRFLOWIGNORE = ".airflowignore"
 IGNORE_LINE = ".dagfleet-manifest.json"  # valid as both a regexp and a glob pattern
+REPORT = "fleet-report.html"  # the fleet report (composer/report), beside the manifest
+IGNORE_LINES = (IGNORE_LINE, REPORT)  # what .airflowignore must hold for the fleet
 PRUNE_FRACTION = 0.10
 PRUNE_MIN_DAGS = 5
 VERSION = 3

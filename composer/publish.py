@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from composer.errors import PruneRefused
-from composer.plan import AIRFLOWIGNORE, IGNORE_LINE, MANIFEST, Manifest, Plan, prune_limit
+from composer.plan import AIRFLOWIGNORE, IGNORE_LINES, MANIFEST, Manifest, Plan, prune_limit
 from composer.targets import ObjectState, Target
 
 DEFAULT_JOBS = 16
@@ -134,10 +134,13 @@ def _write_manifest(target: Target, manifest: Manifest, state: ObjectState | Non
 
 
 def _ensure_airflowignore(target: Target, objects: dict[str, ObjectState]) -> None:
-    """Add our line to .airflowignore, keeping whatever else is in it."""
+    """Add our lines (the manifest, the report) to .airflowignore, keeping whatever else
+    is in it."""
     current = target.read(AIRFLOWIGNORE) if AIRFLOWIGNORE in objects else None
     lines = (current or b"").decode().splitlines()
-    if IGNORE_LINE in lines:
+    missing = [line for line in IGNORE_LINES if line not in lines]
+    if not missing:
         return
-    text = "\n".join([*lines, "# dagfleet's list of owned files", IGNORE_LINE]) + "\n"
+    comment = "# dagfleet's list of owned files and its fleet report"
+    text = "\n".join([*lines, comment, *missing]) + "\n"
     target.write(AIRFLOWIGNORE, text.encode(), objects.get(AIRFLOWIGNORE))

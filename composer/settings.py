@@ -27,6 +27,7 @@ _KEYS = {
     "rollup_template",
     "limits",
     "shards",
+    "paused_at_creation",
 }
 
 
@@ -45,6 +46,8 @@ class FleetSettings:
     limits: Limits = field(default_factory=Limits)
     # DAG files the fleet is spread over (composer/layout.py); None: sized by the fleet.
     shards: int | None = None
+    # Unpaused by default: an onboarded district runs with no human step (SPEC 4).
+    paused_at_creation: bool = False
 
 
 def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
@@ -116,6 +119,9 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         shards = None
     elif isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
         raise SettingsError(f"{path}: shards must be auto or an integer from 1 to {MAX_SHARDS}")
+    paused = raw.get("paused_at_creation", False)
+    if not isinstance(paused, bool):
+        raise SettingsError(f"{path}: paused_at_creation must be true or false")
     _check_setup_tasks(path, raw.get("setup_tasks"))
     from composer.schedule import normalize_cron
 
@@ -136,4 +142,5 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         rollup_template=raw.get("rollup_template"),
         limits=_limits(path, raw.get("limits")),
         shards=shards,
+        paused_at_creation=paused,
     )

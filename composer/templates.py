@@ -20,8 +20,20 @@ TASK_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}\Z")
 DOTTED_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
 TASK_KEYS = frozenset({"operator", "args", "upstream", "group"})
 TEMPLATE_KEYS = frozenset(
-    {"template", "description", "params", "imports", "default_args", "tasks", "main", "cron"}
+    {
+        "template",
+        "description",
+        "params",
+        "imports",
+        "default_args",
+        "tasks",
+        "main",
+        "cron",
+        "rollup",
+    }
 )
+ROLLUP_KEYS = frozenset({"sources", "deadline", "description", "per_source"})
+IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 PARAM_KEYS = frozenset({"required", "default", "description"})
 BUILTINS = frozenset(
     {
@@ -36,6 +48,8 @@ BUILTINS = frozenset(
         "descendant_count",
     }
 )
+# Known in a roll-up template's tasks besides its per_source names (composer/rollup.py).
+ROLLUP_BUILTINS = frozenset({"source_ids", "source_count"})
 
 
 class TemplateError(ValueError):
@@ -64,6 +78,9 @@ class Template:
     main: dict[str, Any] | None  # None: this template cannot run inside a main DAG
     cron: dict[str, Any] | None  # None: this template cannot have its own cron DAG
     source: Path | None = field(default=None, compare=False)
+    # A roll-up template (fleet.yaml rollup_template): which template's loads it rolls
+    # up, its deadline and its per-source params (see composer/rollup.py).
+    rollup: dict[str, Any] | None = None
 
 
 def check_tasks(tasks: Any, prefix: str) -> dict[str, dict[str, Any]]:
@@ -168,19 +185,25 @@ def parse_template(
         if variant in raw and not isinstance(value or {}, dict):
             raise TemplateError(variant, "must be a mapping")
         variants[variant] = (value or {}) if variant in raw else None
-    if variants["main"] is None and variants["cron"] is None:
+    rollup = _check_rollup(raw.get("rollup"), params) if "rollup" in raw else None
+    if variants["main"] is None and variants["cron"] is None and rollup is None:
         raise TemplateError("main", "a template must declare `main:`, `cron:` or both")
     known = known_params | BUILTINS | set(params)
+    per_source = set((rollup or {}).get("per_source") or {}) | (
+        ROLLUP_BUILTINS if rollup else set()
+    )
     defaults = {pname: spec.default for pname, spec in params.items()}
     checked = (
-        ("params", defaults),
-        ("default_args", default_args),
-        ("tasks", tasks),
-        ("main", variants["main"] or {}),
-        ("cron", variants["cron"] or {}),
+        ("params", defaults, known),
+        ("default_args", default_args, known | per_source),
+        ("tasks", tasks, known | per_source),
+        ("main", variants["main"] or {}, known),
+        ("cron", variants["cron"] or {}, known),
+        ("rollup.deadline", (rollup or {}).get("deadline"), known),
+        ("rollup.description", (rollup or {}).get("description"), known | per_source),
     )
-    for where, value in checked:
-        missing = sorted(placeholders(value) - known)
+    for where, value, names in checked:
+        missing = sorted(placeholders(value) - names)
         if missing:
             raise TemplateError(
                 where, f"unknown placeholder {{{missing[0]}}} (declare it under params)"
@@ -195,7 +218,37 @@ def parse_template(
         main=variants["main"],
         cron=variants["cron"],
         source=source,
+        rollup=rollup,
     )
+
+
+def _check_rollup(raw: Any, params: dict[str, ParamSpec]) -> dict[str, Any]:
+    """Shape of a roll-up section; `per_source` values name the source template's params,
+    so their placeholders are checked per source, in composition."""
+    if not isinstance(raw, dict):
+        raise TemplateError("rollup", "must be a mapping")
+    unknown = sorted(set(raw) - ROLLUP_KEYS)
+    if unknown:
+        raise TemplateError(f"rollup.{unknown[0]}", "unknown roll-up key")
+    if not isinstance(raw.get("sources"), str) or not NAME_RE.match(raw["sources"]):
+        raise TemplateError("rollup.sources", "must name the template whose loads it rolls up")
+    if not isinstance(raw.get("deadline"), str):
+        raise TemplateError("rollup.deadline", "must be a cron expression (or a placeholder)")
+    per_source = raw.get("per_source") or {}
+    if not isinstance(per_source, dict):
+        raise TemplateError("rollup.per_source", "must be a mapping of name to value")
+    for name, value in per_source.items():
+        where = f"rollup.per_source.{name}"
+        if not isinstance(name, str) or not IDENTIFIER_RE.match(name):
+            raise TemplateError(where, "must be an identifier")
+        if name in BUILTINS or name in ROLLUP_BUILTINS or name in params:
+            raise TemplateError(where, "has the name of a built-in or declared param")
+        joined = isinstance(value, dict) and set(value) == {"each", "join"}
+        if not (isinstance(value, str) or joined) or (
+            joined and not all(isinstance(v, str) for v in value.values())
+        ):
+            raise TemplateError(where, "must be a string, or {each: string, join: string}")
+    return {**raw, "per_source": per_source}
 
 
 class TemplateCatalog:

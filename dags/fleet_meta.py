@@ -9,6 +9,7 @@ plan -> apply -> check:
   fleet would go) fails here with nothing deleted: check the store, then trigger the
   DAG with {"force_prune": true} if the removal is intended.
 - check: fails the run when any customer is invalid, after the publish.
+The apply task also writes the fleet report (fleet-report.html) beside the manifest.
 
 Schedule: 01:00 UTC, hours before any US district's main DAG (03:00 local by default).
 Nothing is read at parse time: the environment is read and the `composer` package
@@ -166,6 +167,9 @@ def apply_fleet_task(planned: dict[str, Any], **context: Any) -> dict[str, Any]:
         result.deleted,
         len(summary["invalid"]),
     )
+    from composer.report import publish_report
+
+    log.info("%s", publish_report(fleet_plan))  # fleet-report.html, beside the manifest
     return summary
 
 

@@ -331,7 +331,23 @@ def _attr(obj: Any, name: str) -> Any:
     return getattr(obj, name) if hasattr(obj, name) else getattr(obj, f"_{name}", None)
 
 
+def _uris(assets: Any) -> list[str]:
+    """Asset (Airflow 2: dataset) URIs of an outlet list or an asset condition."""
+    items = getattr(assets, "objects", assets) or []
+    return sorted(a.uri for a in items if hasattr(a, "uri"))
+
+
 def _timetable(timetable: Any) -> dict[str, Any]:
+    condition = getattr(timetable, "asset_condition", None) or getattr(
+        timetable, "dataset_condition", None
+    )
+    if condition is not None and hasattr(timetable, "timetable"):
+        # AssetOrTimeSchedule (Airflow 3) / DatasetOrTimeSchedule (Airflow 2): one shape.
+        return {
+            "class": "AssetOrTimeSchedule",
+            "timetable": _timetable(timetable.timetable),
+            "assets": _uris(condition),
+        }
     tz = _attr(timetable, "timezone")
     return {
         "class": type(timetable).__name__,
@@ -362,6 +378,7 @@ def describe_dag(dag: Any) -> dict[str, Any]:
         "start_date": dag.start_date.isoformat() if dag.start_date else None,
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,
+        "is_paused_upon_creation": dag.is_paused_upon_creation,
         "tags": sorted(dag.tags),
         "description": dag.description,
         "default_args": _plain(dag.default_args),
@@ -378,6 +395,7 @@ def describe_dag(dag: Any) -> dict[str, Any]:
                 "retry_exponential_backoff": bool(t.retry_exponential_backoff),
                 "on_failure_callback": _callables(t.on_failure_callback),
                 "trigger_rule": str(getattr(t.trigger_rule, "value", t.trigger_rule)),
+                "outlets": _uris(t.outlets),
             }
             for t in dag.tasks
         },

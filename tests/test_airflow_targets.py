@@ -303,9 +303,11 @@ def test_targets_differ_only_in_import_lines(fleet2: Path, fleet3: Path):
     assert files2.keys() == files3.keys()
 
     def body(source: bytes) -> list[str]:
+        # Airflow 2.11 names assets datasets: Dataset(...), DatasetOrTimeSchedule(datasets=)
+        text = source.decode().replace("Dataset", "Asset").replace("datasets=", "assets=")
         return [
             line
-            for line in source.decode().splitlines()
+            for line in text.splitlines()
             if not line.startswith(("from airflow", "import airflow"))
         ]
 
@@ -354,8 +356,16 @@ def test_target2_dags_have_the_ids_and_structure_of_target3(
     main = two["dags"]["cascade-esd__main"]
     assert main["timetable"]["timezone"] == main["timezone"] == "America/Los_Angeles"
     assert main["timetable"]["class"] == "CronTriggerTimetable"
-    assert main["groups"]["rollup"]["tooltip"] == "Roll-up of 3 districts"
-    assert main["tasks"]["rollup.every_descendant_reported"]["upstream"] == ["rollup.rollup_grades"]
+    rollup = two["dags"]["cascade-esd__rollup"]  # on Datasets in 2.11, Assets in 3
+    assert rollup["timetable"]["class"] == "AssetOrTimeSchedule"
+    assert rollup["timetable"]["timetable"]["class"] == "CronTriggerTimetable"
+    assert rollup["timetable"]["assets"] == sorted(
+        uri
+        for d in ("cascade-north", "cascade-north-elem", "cascade-south")
+        for uri in two["dags"][f"{d}__main"]["tasks"]["grades.merge_grades"]["outlets"]
+    )
+    assert rollup["tasks"]["rollup_grades"]["upstream"] == ["ensure_dataset"]
+    assert all(d["is_paused_upon_creation"] is False for d in two["dags"].values())
     grades = two["dags"]["austin-isd__main"]["tasks"]["grades.export_grades"]
     assert (grades["retries"], grades["retry_delay"], grades["max_retry_delay"]) == (3, 300, 3600)
     assert grades["retry_exponential_backoff"] is True
@@ -406,6 +416,34 @@ def test_every_relocated_operator_path_exists_in_its_airflow_major(airflow2: Air
     home.mkdir(exist_ok=True)
     proc = airflow2.run(["python", "-c", script, *STANDARD_PROVIDER_MOVES], home, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_target2_templates_render_the_run_date_in_airflow_2_11(
+    airflow2: Airflow2Env, fleet2: Path, work: Path
+):
+    """{run_ds} (logical date, else run_after) renders under 2.11, which always has a
+    logical date: `airflow tasks render` builds the task's real template context."""
+    home = work / "home2-render"
+    home.mkdir(exist_ok=True)
+    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(fleet2)}
+    migrate = airflow2.run(["airflow", "db", "migrate"], home, extra_env=env, timeout=600)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    for dag_id, task_id, expected in (
+        ("austin-isd__main", "grades.merge_grades", "DATE '2026-03-04' AS day"),
+        ("cascade-esd__rollup", "rollup_grades", "DECLARE run_day DATE DEFAULT DATE '2026-03-04';"),
+        ("austin-isd__staar", "wait_for_state_export", "state/TX/austin-isd/20260304/results.csv"),
+    ):
+        render = airflow2.run(
+            ["airflow", "tasks", "render", dag_id, task_id, "2026-03-04T09:17:00+00:00"],
+            home,
+            extra_env=env,
+            timeout=300,
+        )
+        assert render.returncode == 0, render.stderr[-3000:]
+        assert expected in render.stdout, render.stdout[-3000:]
+        assert "{{" not in render.stdout, render.stdout[-3000:]
 
 
 # -- the meta-DAG under Airflow 2.11 ----------------------------------------------------
@@ -461,6 +499,7 @@ def test_meta_dag_run_under_airflow_2_11_publishes_the_target2_fleet(
     # Rendered under Airflow 2.11 by the meta-DAG, byte for byte what this venv rendered.
     assert dag_files(published) == dag_files(fleet2)
     assert (published / ".dagfleet-manifest.json").is_file()
+    assert "DAG starts per 5 minutes" in (published / "fleet-report.html").read_text()
 
 
 def outcome_of(call) -> BaseException | None:

@@ -978,6 +978,11 @@ def test_strict_sync_publishes_nothing_when_one_customer_is_invalid(tmp_path, fl
             "  ensure_dataset:\n    upstream: [create_bucket]\n",
             "setup_tasks.ensure_dataset.upstream: unknown upstream task 'create_bucket'",
         ),
+        (
+            "paused_at_creation: false",
+            "paused_at_creation: sometimes",
+            "paused_at_creation must be true or false",
+        ),
     ],
     ids=[
         "stagger-out-of-range",
@@ -986,6 +991,7 @@ def test_strict_sync_publishes_nothing_when_one_customer_is_invalid(tmp_path, fl
         "default-schedule-never-fires",
         "import-not-dotted",
         "setup-task-unknown-upstream",
+        "paused-at-creation-not-a-bool",
     ],
 )
 def test_broken_fleet_settings_are_one_error_and_publish_nothing(

@@ -61,9 +61,9 @@ def test_synthetic_fleet_is_a_valid_store_with_rollups_and_three_integrations(
         "d00005",
     ]
     files = [f for b in builder.builds() for f in b.files]
-    assert len(files) == 3 * (N + 1)
-    rollup = next(f for f in files if f.path == "d00000/d00000__main.py").content.decode()
-    assert "every_descendant_reported" in rollup
+    assert len(files) == 3 * (N + 1) + len(parents(N))  # + one roll-up DAG per parent
+    rollup = next(f for f in files if f.path == "d00000/d00000__rollup.py").content.decode()
+    assert "rollup_grades" in rollup and "AssetOrTimeSchedule(" in rollup
 
 
 def _peer_folders(tmp_path: Path, templates_dir: Path) -> dict[str, Path]:
@@ -82,7 +82,7 @@ def test_static_and_loop_peers_build_the_same_dags_as_dagfleet(
 
     assert report["ok"], report
     assert report["ours"]["dags"] == N
-    assert "rollup.every_descendant_reported" in _tasks_of(folders["ours"], "d00000__main")
+    assert "grades.merge_grades" in _tasks_of(folders["ours"], "d00000__main")
 
 
 @pytest.mark.airflow

@@ -104,7 +104,7 @@ def test_render_of_an_unknown_customer_says_so(demo_store, fleet_cli):
 def test_validate_checks_every_customer_and_writes_nothing(tmp_path, demo_store, fleet_cli):
     code, out, _ = fleet_cli("validate", "--store", demo_store)
     assert code == 0
-    assert out.strip() == "Validated 16 customers: 26 DAGs, 0 invalid customers"
+    assert out.strip() == "Validated 16 customers: 28 DAGs, 0 invalid customers"
 
 
 def test_store_init_demo_creates_the_schema_and_rows(tmp_path, fleet_cli):
@@ -131,7 +131,7 @@ def test_the_default_store_is_created_next_to_where_fleet_runs(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     code, out, _ = fleet_cli("validate")
     assert code == 0 and Path("fleet.db").is_file()
-    assert "26 DAGs" in out
+    assert "28 DAGs" in out
 
 
 def test_deploy_copies_the_meta_dag_package_and_templates_once(tmp_path, fleet_cli):

@@ -14,10 +14,16 @@ from composer.dagspec import DagSpec, TaskSpec
 from composer.errors import ConfigError
 from composer.model import build_fleet
 from composer.params import looks_like_credential
-from composer.schedule import stagger, stagger_offset
+from composer.schedule import dst_trouble, stagger, stagger_offset
 from composer.settings import FleetSettings, load_settings
 from composer.store import CustomerRow, IntegrationRow, Snapshot
-from tests.conftest import TEMPLATES, add_customer, remove_customer
+from tests.conftest import (
+    TEMPLATES,
+    add_customer,
+    remove_customer,
+    replace_customer,
+    replace_integration,
+)
 
 CID = "tulsa-ps"
 
@@ -136,7 +142,7 @@ def test_a_template_default_sees_the_winning_value_of_the_params_it_references()
     snapshot = one(district(params='{"landing_bucket": "tulsa-landing"}'), grades())
     load = task(main_of(compose(snapshot)), "grades.load_staging")
     assert load.args["configuration"]["load"]["sourceUris"] == [
-        f"gs://tulsa-landing/powerschool/{CID}/{{{{ ds }}}}/grades.jsonl"
+        f"gs://tulsa-landing/powerschool/{CID}/{settings().params['run_ds']}/grades.jsonl"
     ]
 
 
@@ -430,31 +436,117 @@ def test_active_descendants_cover_children_grandchildren_and_through_inactive_no
     assert fleet.active_descendants("other") == []
 
 
-def test_an_invalid_active_descendant_stays_in_the_roll_up():
-    """Decision: an active child whose config is broken keeps its published DAGs (they
-    are left untouched), so its data still lands and the parent keeps rolling it up;
-    dropping it would change the parent's DAG each time a child's row has a typo."""
+def test_an_invalid_active_descendant_is_still_an_active_descendant():
+    """An active child whose row is broken keeps its published DAGs (left untouched), so its
+    data still lands: it stays among its parent's descendants, and the parent's roll-up
+    (which cannot resolve its tables) is reported invalid and stays as published."""
     fleet = build_fleet(family())
     assert "east" in fleet.invalid
     assert "east" in fleet.active_descendants("root")
 
 
-def test_the_roll_up_tasks_query_exactly_the_active_descendants():
-    specs = compose(family(), "root")
-    main = main_of(specs, "root")
-    query = task(main, "rollup.rollup_grades").args["configuration"]["query"]["query"]
-    assert "UNNEST(['east', 'north', 'north-elem', 'south-elem'])" in query
-    assert task(main, "rollup.every_descendant_reported").args["pass_value"] == 4
-    north = main_of(compose(family(), "north"), "north")
-    north_query = task(north, "rollup.rollup_grades").args["configuration"]["query"]["query"]
-    assert "UNNEST(['north-elem'])" in north_query
+def outlets(snapshot: Snapshot, customer_id: str) -> set[str]:
+    """The asset URIs the customer's own generated DAGs emit."""
+    return {
+        asset.uri
+        for spec in compose(snapshot, customer_id).values()
+        for t in spec.tasks
+        for asset in t.args.get("outlets", [])
+    }
+
+
+def rollup_query(spec: DagSpec) -> str:
+    return task(spec, "rollup_grades").args["configuration"]["query"]["query"]
+
+
+def test_the_roll_up_is_its_own_dag_on_exactly_the_active_descendants_assets():
+    snapshot = remove_customer(family(), "east")
+    specs = compose(snapshot, "root")
+    assert set(specs) == {"root__main", "root__rollup"}
+    rollup = specs["root__rollup"]
+    assert rollup.variant == "rollup" and rollup.path == "root/root__rollup.py"
+    assert "variant:rollup" in rollup.tags and "template:district_rollup" in rollup.tags
+    expected = set().union(*(outlets(snapshot, d) for d in ("north", "north-elem", "south-elem")))
+    assert {a.uri for a in rollup.assets} == expected
+    assert len(rollup.assets) == 3
+    query = rollup_query(rollup)
+    for key in ("north", "north_elem", "south_elem"):
+        assert f"`edu-data-platform.district_{key}.grades` WHERE day = run_day" in query
+    assert "north_old" not in query and "district_other" not in query
+    assert not any(t.groups[:1] == ("rollup",) for t in specs["root__main"].tasks)
+    assert "template:district_rollup" not in specs["root__main"].tags
+    north = compose(snapshot, "north")["north__rollup"]
+    assert {a.uri for a in north.assets} == outlets(snapshot, "north-elem")
+
+
+def test_a_child_that_renames_its_table_or_dataset_is_rolled_up_by_its_own_names():
+    snapshot = remove_customer(family(), "east")
+    snapshot = replace_integration(
+        snapshot,
+        "north",
+        "grades",
+        params=json.dumps({"sis_base_url": "https://n.example", "grades_table": "gradebook"}),
+    )
+    snapshot = replace_customer(snapshot, "south-elem", params=json.dumps({"dataset": "se_data"}))
+    rollup = compose(snapshot, "root")["root__rollup"]
+    assert "bigquery://edu-data-platform/district_north/gradebook" in {a.uri for a in rollup.assets}
+    assert "bigquery://edu-data-platform/se_data/grades" in {a.uri for a in rollup.assets}
+    assert {a.uri for a in rollup.assets} == outlets(snapshot, "north") | outlets(
+        snapshot, "north-elem"
+    ) | outlets(snapshot, "south-elem")
+    query = rollup_query(rollup)
+    assert "FROM `edu-data-platform.district_north.gradebook` WHERE day = run_day" in query
+    assert "FROM `edu-data-platform.se_data.grades` WHERE day = run_day" in query
+    assert "district_north.grades`" not in query
+
+
+def test_the_roll_up_checks_completeness_and_rolls_up_in_one_task_on_a_deadline():
+    snapshot = remove_customer(family(), "east")
+    rollup = compose(snapshot, "root")["root__rollup"]
+    rollup_tasks = [t for t in rollup.tasks if t.task_id != "ensure_dataset"]
+    assert [t.task_id for t in rollup_tasks] == ["rollup_grades"]
+    query = rollup_query(rollup)
+    assert query.index("RAISE USING MESSAGE") < query.index("DELETE FROM")
+    minute, hour = rollup.schedule.split()[:2]
+    assert hour == "9" and 0 <= int(minute) < settings().stagger_minutes  # 09:00 + stagger
+    later = replace_customer(
+        snapshot, "root", params=json.dumps({"rollup_deadline": "30 11 * * *"})
+    )
+    assert compose(later, "root")["root__rollup"].schedule.split()[1] in ("11", "12")
+    broken = replace_customer(snapshot, "root", params=json.dumps({"rollup_deadline": "at nine"}))
+    _, errors = compose_all(broken, "root")
+    assert [(e.integration_id, e.field) for e in errors] == [("rollup", "rollup.deadline")]
+
+
+def test_an_invalid_descendant_fails_its_parents_roll_up_with_one_line():
+    specs, errors = compose_all(family(), "root")
+    assert "root__rollup" not in specs
+    assert [str(e) for e in errors] == [
+        "customer root, integration rollup, field descendants.east: is invalid, so the tables"
+        " it loads are unknown"
+    ]
+
+
+def test_a_descendant_without_the_source_template_is_named_not_waited_for():
+    snapshot = remove_customer(family(), "east")
+    snapshot = Snapshot(
+        snapshot.customers,
+        (
+            *(i for i in snapshot.integrations if i.customer_id != "south-elem"),
+            classroom("south-elem"),
+        ),
+    )
+    rollup = compose(snapshot, "root")["root__rollup"]
+    assert rollup.description.endswith("(no powerschool_grades to roll up: south-elem)")
+    assert "south_elem" not in rollup_query(rollup)
+    assert len(rollup.assets) == 2
 
 
 def test_a_customer_without_active_descendants_gets_no_roll_up():
     for customer_id in ("other", "north-elem"):
-        main = main_of(compose(family(), customer_id), customer_id)
-        assert not [t for t in main.tasks if t.groups[:1] == ("rollup",)]
-        assert "template:district_rollup" not in main.tags
+        specs = compose(family(), customer_id)
+        assert set(specs) == {f"{customer_id}__main"}
+        assert not [t for t in specs[f"{customer_id}__main"].tasks if t.groups[:1] == ("rollup",)]
 
 
 def test_a_parent_cycle_elsewhere_does_not_hang_descendants():
@@ -494,9 +586,17 @@ def test_stagger_shifts_the_minute_and_carries_into_the_hour_but_never_past_midn
     assert stagger("0 3 * * *", key, 20) == "15 3 * * *"
     assert stagger("50 1 * * 1", key, 20) == "5 2 * * 1"
     assert stagger("50 23 * * 1", key, 20) == "5 23 * * 1"  # same day, not Tuesday 00:05
-    assert stagger("50 * * * *", key, 20) == "5 * * * *"
     assert stagger("*/15 * * * *", key, 20) == "*/15 * * * *"
     assert stagger("0 3 * * *", key, 0) == "0 3 * * *"
+
+
+def test_sub_daily_dags_are_spread_over_the_whole_hour_whatever_the_window():
+    key = next(k for k in (f"k{n}" for n in range(1000)) if stagger_offset(k, 60) == 45)
+    assert stagger("50 * * * *", key, 20) == "35 * * * *"
+    assert stagger("0 */2 * * *", key, 0) == "45 */2 * * *"
+    assert stagger("0 8-17 * * 1-5", key, 20) == "45 8-17 * * 1-5"
+    minutes = {int(stagger("0 * * * *", f"d{n}__classroom", 20).split()[0]) for n in range(600)}
+    assert minutes == set(range(60))
 
 
 def test_same_timezone_customers_of_the_demo_start_at_different_minutes(demo_snapshot):
@@ -507,6 +607,8 @@ def test_same_timezone_customers_of_the_demo_start_at_different_minutes(demo_sna
         customer = builder.fleet.customers[dag_id.split("__")[0]]
         if dag_id.endswith("__main"):
             base = customer.main_schedule or settings().default_main_schedule
+        elif dag_id.endswith("__rollup"):
+            base = "rollup deadline"
         else:
             integration_id = dag_id.split("__")[1]
             base = next(
@@ -517,6 +619,32 @@ def test_same_timezone_customers_of_the_demo_start_at_different_minutes(demo_sna
     assert shared, "the demo has customers sharing a timezone and a base schedule"
     for key, starts in shared.items():
         assert len(set(starts)) == len(starts), f"{key}: {starts}"
+
+
+def test_no_demo_dag_and_no_default_start_falls_in_a_dst_gap_or_overlap(demo_snapshot):
+    for dag_id, (timezone, schedule) in schedules(demo_snapshot).items():
+        assert dst_trouble(schedule, timezone) is None, (dag_id, schedule, timezone)
+    window = settings().stagger_minutes
+    base = settings().default_main_schedule
+    for timezone in (
+        "America/New_York",
+        "America/Chicago",
+        "America/Denver",
+        "America/Los_Angeles",
+        "America/Anchorage",
+        "Pacific/Honolulu",
+    ):
+        for minute in range(window):
+            start = stagger(
+                base,
+                next(
+                    k for k in (f"k{n}" for n in range(999)) if stagger_offset(k, window) == minute
+                ),
+                window,
+            )
+            assert dst_trouble(start, timezone) is None, (start, timezone)
+    assert dst_trouble("0 1 * * *", "America/Chicago") == "overlap"  # the check can fail
+    assert dst_trouble("30 2 * * *", "America/Chicago") == "gap"
 
 
 def test_onboarding_or_removing_customers_never_moves_another_customers_schedule(demo_snapshot):
@@ -571,3 +699,47 @@ def test_values_valid_for_the_target_pass(name, value, target):
     from composer.operators import value_problem
 
     assert value_problem(name, value, target) is None
+
+
+@pytest.mark.parametrize(
+    ("rollup", "field", "message"),
+    [
+        ({"deadline": "0 9 * * *"}, "rollup.sources", "must name the template"),
+        ({"sources": "powerschool_grades"}, "rollup.deadline", "must be a cron expression"),
+        (
+            {"sources": "x", "deadline": "0 9 * * *", "per_source": {"t": {"each": "a"}}},
+            "rollup.per_source.t",
+            "{each: string, join: string}",
+        ),
+        (
+            {"sources": "x", "deadline": "0 9 * * *", "per_source": {"source_ids": "a"}},
+            "rollup.per_source.source_ids",
+            "has the name of a built-in",
+        ),
+        ({"sources": "x", "deadline": "{nope}"}, "rollup.deadline", "unknown placeholder {nope}"),
+    ],
+)
+def test_a_broken_rollup_section_is_a_template_error_naming_the_key(rollup, field, message):
+    from composer.templates import TemplateError, parse_template
+
+    raw = {
+        "template": "r",
+        "tasks": {"t": {"operator": "airflow.providers.standard.operators.empty.EmptyOperator"}},
+        "rollup": rollup,
+    }
+    with pytest.raises(TemplateError) as caught:
+        parse_template(raw, "r", frozenset())
+    assert caught.value.field == field and message in str(caught.value)
+
+
+def test_per_source_names_are_known_in_the_rollup_tasks_only():
+    from composer.templates import TemplateError, parse_template
+
+    task = {"operator": "x.Y", "args": {"sql": "{rows} {source_count}"}}
+    rollup = {"sources": "s", "deadline": "0 9 * * *", "per_source": {"rows": "{t}"}}
+    parsed = parse_template(
+        {"template": "r", "tasks": {"t": task}, "rollup": rollup}, "r", frozenset()
+    )
+    assert parsed.rollup["per_source"] == {"rows": "{t}"}
+    with pytest.raises(TemplateError, match=r"unknown placeholder \{rows\}"):
+        parse_template({"template": "r", "tasks": {"t": task}, "main": {}}, "r", frozenset())

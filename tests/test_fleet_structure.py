@@ -38,7 +38,7 @@ def test_every_demo_file_imports_and_each_customers_dags_come_from_its_one_file(
     dagbag, demo_fleet_dir: Path
 ):
     assert dagbag.import_errors == {}
-    assert len(dagbag.dags) == 26
+    assert len(dagbag.dags) == 28
     customers = published(demo_fleet_dir)["customers"]
     for entry in customers.values():
         for dag_id in entry["dags"]:
@@ -55,13 +55,34 @@ def test_every_dag_has_the_fleet_wide_settings(dagbag):
         assert dag.catchup is False, dag_id
         assert dag.max_active_runs == 1, dag_id
         assert f"customer:{customer_id}" in dag.tags, dag_id
-        expected_variant = {"main": "main", "legacy": "legacy"}.get(variant, "cron")
+        expected_variant = {"main": "main", "legacy": "legacy", "rollup": "rollup"}.get(
+            variant, "cron"
+        )
         assert f"variant:{expected_variant}" in dag.tags, dag_id
         if expected_variant != "legacy":
             assert dag.start_date == pendulum.datetime(2024, 1, 1, tz=str(dag.timezone)), dag_id
             expected_retries = {"main": 2, "classroom": 4}.get(variant, 2)
             assert dag.default_args["retries"] == expected_retries, dag_id
             assert all(t.retry_exponential_backoff for t in dag.tasks), dag_id
+
+
+def test_every_dag_starts_unpaused_and_first_runs_its_latest_scheduled_time(dagbag):
+    """Unpaused at creation (fleet.yaml paused_at_creation: false), so onboarding needs no
+    click; with a past start_date and catchup off, Airflow's first run is the most recent
+    cron point, at once (run_immediately only applies without a start_date)."""
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    for dag_id, dag in dagbag.dags.items():
+        if dag_id.endswith("__legacy"):
+            continue
+        assert dag.is_paused_upon_creation is False, dag_id
+    dag = dagbag.dags["austin-isd__main"]
+    now = pendulum.now("UTC")
+    restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=False)
+    timetable = CronTriggerTimetable(dag.timetable.expression, timezone=str(dag.timetable.timezone))
+    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    assert now - dt.timedelta(days=1) < first.run_after <= now
 
 
 def test_main_dag_has_dataset_setup_then_one_group_per_main_integration(dagbag):
@@ -91,7 +112,6 @@ def test_scheduled_integrations_get_their_own_cron_dag(dagbag):
     dag = dagbag.dags["austin-isd__classroom"]
     assert sorted(dag.tags) == ["customer:austin-isd", "template:google_classroom", "variant:cron"]
     assert [t.task_id for t in dag.topological_sort()] == [
-        "ensure_dataset",
         "enqueue_sync",
         "wait_for_export",
         "load_coursework",
@@ -102,6 +122,16 @@ def test_scheduled_integrations_get_their_own_cron_dag(dagbag):
     assert dag.timetable.expression.endswith(" * * * *")  # hourly, staggered minute
     assert dag.default_args["retries"] == 4  # template default_args win over the fleet's
     assert dagbag.dags["austin-isd__staar"].get_task("drop_staging").trigger_rule == "all_done"
+
+
+def test_setup_tasks_run_daily_not_in_every_hourly_run(dagbag):
+    """The dataset check runs in the main DAG and in at-most-daily cron DAGs; an hourly DAG
+    gets it only when its customer has no DAG that runs it (legacy, hourly only)."""
+    assert "ensure_dataset" in dagbag.dags["austin-isd__main"].task_ids
+    assert "ensure_dataset" in dagbag.dags["austin-isd__staar"].task_ids  # weekly
+    assert "ensure_dataset" not in dagbag.dags["austin-isd__classroom"].task_ids  # hourly
+    legacy_hourly = dagbag.dags["lincoln-unified__classroom"]
+    assert legacy_hourly.get_task("enqueue_sync").upstream_task_ids == {"ensure_dataset"}
 
 
 def test_disabled_and_inactive_get_no_dag_and_legacy_is_published_verbatim(dagbag, demo_fleet_dir):
@@ -124,20 +154,63 @@ def test_overrides_patch_add_and_remove_tasks(dagbag):
     ] == ("gradebook_staging")
 
 
-def test_parent_rolls_up_exactly_its_active_descendants(dagbag):
-    dag = dagbag.dags["cascade-esd__main"]
-    query = dag.get_task("rollup.rollup_grades").configuration["query"]["query"]
-    assert "UNNEST(['cascade-north', 'cascade-north-elem', 'cascade-south'])" in query
-    assert str(dag.get_task("rollup.every_descendant_reported").pass_value) == "3"
-    assert "template:district_rollup" in dag.tags
-    north = dagbag.dags["cascade-north__main"]
-    assert (
-        "UNNEST(['cascade-north-elem'])"
-        in north.get_task("rollup.rollup_grades").configuration["query"]["query"]
-    )
-    assert not any(
-        t.task_id.startswith("rollup.") for t in dagbag.dags["cascade-south__main"].tasks
-    )
+def _outlet_uris(dag) -> set[str]:
+    return {asset.uri for task in dag.tasks for asset in task.outlets}
+
+
+def _schedule_uris(dag) -> set[str]:
+    from airflow.sdk import Asset
+
+    condition = dag.timetable.asset_condition
+    return {a.uri for a in condition.objects if isinstance(a, Asset)}
+
+
+def test_each_parent_has_a_rollup_dag_on_exactly_its_active_descendants_load_assets(dagbag):
+    from airflow.sdk import AssetOrTimeSchedule
+
+    families = {
+        "cascade-esd": ["cascade-north", "cascade-north-elem", "cascade-south"],
+        "cascade-north": ["cascade-north-elem"],
+    }
+    rollups = {d for d in dagbag.dags if d.endswith("__rollup")}
+    assert rollups == {f"{parent}__rollup" for parent in families}
+    for parent, descendants in families.items():
+        dag = dagbag.dags[f"{parent}__rollup"]
+        assert "variant:rollup" in dag.tags and "template:district_rollup" in dag.tags
+        assert isinstance(dag.timetable, AssetOrTimeSchedule)
+        emitted = set().union(*(_outlet_uris(dagbag.dags[f"{d}__main"]) for d in descendants))
+        assert len(emitted) == len(descendants)
+        assert _schedule_uris(dag) == emitted
+        query = dag.get_task("rollup_grades").configuration["query"]["query"]
+        for uri in emitted:
+            project, dataset, table = uri.removeprefix("bigquery://").split("/")
+            assert f"FROM `{project}.{dataset}.{table}` WHERE day = run_day" in query
+        assert not any(t.task_id.startswith("rollup") for t in dagbag.dags[f"{parent}__main"].tasks)
+    assert not any(d.startswith("cascade-south__rollup") for d in dagbag.dags)
+
+
+def test_a_child_with_a_renamed_table_is_rolled_up_by_name(tmp_path, demo_snapshot):
+    """houston-isd loads into `gradebook`; made a child of a parent, the parent's roll-up
+    waits for and reads `gradebook`, not the template's default `grades`."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from composer.pipeline import apply_fleet, plan_fleet
+    from tests.conftest import replace_customer
+
+    snapshot = replace_customer(demo_snapshot, "houston-isd", parent_customer_id="austin-isd")
+    store = make_store(tmp_path / "fleet.db", snapshot)
+    fleet_plan = plan_fleet(store, f"file://{tmp_path}/dags", Path("templates").resolve())
+    assert fleet_plan.errors == []
+    apply_fleet(fleet_plan)
+    bag = DagBag(dag_folder=str(tmp_path / "dags"))
+    child = bag.dags["houston-isd__main"]
+    uri = "bigquery://edu-data-platform/district_houston_isd/gradebook"
+    assert _outlet_uris(child) == {uri}
+    rollup = bag.dags["austin-isd__rollup"]
+    assert _schedule_uris(rollup) == {uri}
+    query = rollup.get_task("rollup_grades").configuration["query"]["query"]
+    assert "`edu-data-platform.district_houston_isd.gradebook` WHERE day = run_day" in query
+    assert "district_houston_isd.grades`" not in query
 
 
 def _next_runs_utc(dag, after: dt.datetime, count: int) -> list[dt.datetime]:

@@ -136,7 +136,7 @@ def test_apply_refuses_a_prune_and_deletes_nothing_until_forced(
 
     planned = tasks["plan"].python_callable()
     assert planned["prune_refused"] is True
-    with pytest.raises(AirflowFailException, match=r"refusing to remove 26 of 26 .*force_prune"):
+    with pytest.raises(AirflowFailException, match=r"refusing to remove 28 of 28 .*force_prune"):
         tasks["apply"].python_callable(planned, params={"force_prune": False})
     assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
 
@@ -228,6 +228,10 @@ def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, de
     published = gcs_emulator.objects("composer-env-bucket", "dags/fleet/")
     expected = plan_fleet(demo_store, f"file://{tmp_path / 'empty'}", TEMPLATES).plan.added
     assert sorted(n.removeprefix("dags/fleet/") for n in published if n.endswith(".py")) == expected
+    # the fleet report, beside the manifest, and listed in .airflowignore
+    assert published["dags/fleet/fleet-report.html"][1].startswith(b"<!DOCTYPE html>")
+    assert b"fleet-report.html" in published["dags/fleet/.airflowignore"][1].splitlines()
+    assert "report written: fleet-report.html" in log
     # the plan is readable in the task log, and the tasks ran the deployed package
     assert all(f"+ {path}" in log for path in expected)
     assert f"Plan: {len(expected)} to add, 0 to change, 0 to remove, 0 unchanged; 0 invalid" in log
@@ -258,13 +262,15 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
     assert len(expected.removed_dags) == 0 and len(expected.manifest.customers) == 15
     expected = expected.added
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == expected
+    report = (target / "fleet-report.html").read_text()
+    assert "customer dallas-isd, field timezone: unknown IANA timezone" in report
 
 
 @pytest.mark.slow
 def test_dags_test_builds_a_large_fleet_in_build_workers(airflow_env, tmp_path):
     """Inside Airflow's task process the build workers start (no fallback to one
     process) and publish what an in-process build plans."""
-    from bench.fleetgen import write_store
+    from bench.fleetgen import parents, write_store
 
     store = write_store(tmp_path / "fleet.db", 2 * 160)  # enough for two workers
     target = tmp_path / "fleet"
@@ -278,7 +284,8 @@ def test_dags_test_builds_a_large_fleet_in_build_workers(airflow_env, tmp_path):
     assert "building 320 customers in 2 worker processes" in log
     assert "building in one process" not in log
     expected = plan_fleet(store, f"file://{tmp_path / 'empty'}", TEMPLATES, build_jobs=1)
-    assert sum(len(e.dags) for e in expected.plan.manifest.customers.values()) == 960
+    dags = sum(len(e.dags) for e in expected.plan.manifest.customers.values())
+    assert dags == 3 * 320 + len(parents(320))  # + a roll-up per parent
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == sorted(
         expected.plan.added
     )

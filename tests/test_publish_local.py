@@ -111,7 +111,7 @@ def test_emptied_store_is_refused_and_nothing_is_deleted(tmp_path, demo_snapshot
     empty = make_store(tmp_path / "empty.db", Snapshot())
     code, _out, err = fleet_cli("sync", "--store", empty, "--target", f"file://{target}")
     assert code == 3
-    assert "refusing to remove 26 of 26 owned DAGs" in err
+    assert "refusing to remove 28 of 28 owned DAGs" in err
     assert snapshot_files(target) == before
     with pytest.raises(PruneRefused):
         sync(empty, target)

@@ -29,7 +29,7 @@ def test_same_rows_in_sqlite_and_spanner_give_byte_identical_fleets(
     code, _out, err = fleet_cli("sync", "--store", url, "--target", f"file://{tmp_path}/spanner")
     assert code == 0, err
     customers = published(tmp_path / "spanner")["customers"]
-    assert sum(len(e["dags"]) for e in customers.values()) == 26
+    assert sum(len(e["dags"]) for e in customers.values()) == 28
     sqlite = make_store(tmp_path / "fleet.db", demo_snapshot)
     assert fleet_cli("sync", "--store", sqlite, "--target", f"file://{tmp_path}/sqlite")[0] == 0
     assert snapshot_files(tmp_path / "spanner") == snapshot_files(tmp_path / "sqlite")
@@ -90,5 +90,5 @@ def test_a_stopped_spanner_emulator_fails_the_sync_with_exit_3_and_changes_nothi
     assert out == ""
     assert snapshot_files(target) == before
     manifest = json.loads((target / ".dagfleet-manifest.json").read_text())
-    assert sum(len(e["dags"]) for e in manifest["customers"].values()) == 26
+    assert sum(len(e["dags"]) for e in manifest["customers"].values()) == 28
     assert Path(target).is_dir()

@@ -382,7 +382,7 @@ def test_emptied_store_is_refused_and_nothing_is_deleted(
     )
 
     assert code == 3
-    assert "refusing to remove 26 of 26 owned DAGs" in err
+    assert "refusing to remove 28 of 28 owned DAGs" in err
     assert gcs_emulator.objects(bucket) == before
 
 

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from composer.dagspec import CodeRef, DagSpec, TaskSpec
-from composer.rendering.literals import INDENT, literal
+from composer.rendering.literals import ASSET_CLASS, INDENT, literal
 
 # Operators Airflow 3 moved from its core into the standard provider: Airflow 3 still
 # resolves the old path but warns (DeprecatedImportWarning), and Airflow 2.11 has no
@@ -44,11 +44,16 @@ STANDARD_PROVIDER_MOVES = {  # Airflow 2 path -> Airflow 3 path
 class AirflowApi:
     """Where the DAG-level names and the relocated operators live for one Airflow major."""
 
-    imports: dict[str, str]  # name -> module
+    imports: dict[str, str]  # name -> module (or module.OtherName where it is renamed)
     operators: dict[str, str]  # operator path a template may name -> the path to import
 
     def operator(self, dotted: str) -> str:
         return self.operators.get(dotted, dotted)
+
+    def path(self, name: str) -> str:
+        """The dotted path to import for one of the DAG-level names."""
+        where = self.imports[name]
+        return where if where.rsplit(".", 1)[-1][:1].isupper() else f"{where}.{name}"
 
 
 AIRFLOW_APIS = {
@@ -57,6 +62,8 @@ AIRFLOW_APIS = {
             "DAG": "airflow.sdk",
             "TaskGroup": "airflow.sdk",
             "CronTriggerTimetable": "airflow.sdk",
+            "Asset": "airflow.sdk",
+            "AssetOrTimeSchedule": "airflow.sdk",
         },
         STANDARD_PROVIDER_MOVES,
     ),
@@ -66,6 +73,8 @@ AIRFLOW_APIS = {
             "DAG": "airflow.models.dag",
             "TaskGroup": "airflow.utils.task_group",
             "CronTriggerTimetable": "airflow.timetables.trigger",
+            "Asset": "airflow.datasets.Dataset",
+            "AssetOrTimeSchedule": "airflow.timetables.datasets.DatasetOrTimeSchedule",
         },
         {new: old for old, new in STANDARD_PROVIDER_MOVES.items()},
     ),
@@ -157,29 +166,43 @@ def _render(spec: DagSpec, airflow_target: int, level: int) -> tuple[list[str], 
         raise ValueError(f"airflow_target must be 2 or 3, not {airflow_target!r}") from None
     names = _Names()
     for name in ("DAG", "CronTriggerTimetable"):
-        names.add(f"{api.imports[name]}.{name}")
+        names.add(api.path(name))
     if spec.groups:
-        names.add(f"{api.imports['TaskGroup']}.TaskGroup")
+        names.add(api.path("TaskGroup"))
     for task in spec.tasks:
         names.add(api.operator(task.operator))
 
     def name_of(ref: CodeRef) -> str:
-        return names.add(ref.dotted)
+        return names.add(api.path("Asset") if ref == ASSET_CLASS else ref.dotted)
 
     body: list[str] = []
+    cron = (
+        f"{names.add(api.path('CronTriggerTimetable'))}"
+        f"({spec.schedule!r}, timezone={spec.timezone!r})"
+    )
+    if spec.assets:
+        # Every asset updated since the last asset-triggered run, or the deadline tick.
+        keyword = "assets" if airflow_target == 3 else "datasets"
+        assets = literal(list(spec.assets), name_of, 2)
+        schedule = (
+            f"{names.add(api.path('AssetOrTimeSchedule'))}(\n"
+            f"{INDENT * 2}timetable={cron},\n{INDENT * 2}{keyword}={assets},\n{INDENT})"
+        )
+    else:
+        schedule = cron
     dag_args = {
         "dag_id": repr(spec.dag_id),
         "description": repr(spec.description),
-        "schedule": f"{names.add(api.imports['CronTriggerTimetable'] + '.CronTriggerTimetable')}"
-        f"({spec.schedule!r}, timezone={spec.timezone!r})",
+        "schedule": schedule,
         "start_date": f"pendulum.datetime({spec.start_date.year}, {spec.start_date.month}, "
         f"{spec.start_date.day}, tz={spec.timezone!r})",
         "catchup": "False",
         "max_active_runs": "1",
+        "is_paused_upon_creation": repr(spec.paused_at_creation),
         "tags": literal(list(spec.tags), name_of, 1),
         "default_args": literal(spec.default_args, name_of, 1),
     }
-    body.append(f"with {names.add(api.imports['DAG'] + '.DAG')}(")
+    body.append(f"with {names.add(api.path('DAG'))}(")
     body.extend(f"{INDENT}{key}={value}," for key, value in dag_args.items())
     body.append(") as dag:" if level else "):")
 
@@ -188,7 +211,7 @@ def _render(spec: DagSpec, airflow_target: int, level: int) -> tuple[list[str], 
         var_of[task.ref] = f"t{n}"
     groups = {g.path: g for g in spec.groups}
     open_groups: tuple[str, ...] = ()
-    group_names = names.by_path.get(f"{api.imports['TaskGroup']}.TaskGroup", "TaskGroup")
+    group_names = names.by_path.get(api.path("TaskGroup"), "TaskGroup")
     for task in _ordered(spec.tasks):
         common = 0
         while (

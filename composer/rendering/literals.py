@@ -2,7 +2,8 @@
 
 Every value is written as a literal of plain data (repr of str/int/float/bool/None,
 recursively for lists and dicts), so no config value can ever become code. The one
-exception, CodeRef, is a name the renderer itself imported from an allow-list.
+exception, CodeRef, is a name the renderer itself imported from an allow-list; an
+AssetRef is that target's asset class called with the URI as a string literal.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from composer.dagspec import CodeRef
+from composer.dagspec import AssetRef, CodeRef
 
 INDENT = "    "
 WIDTH = 96
+# Stands for the target's asset class (airflow.sdk.Asset / airflow.datasets.Dataset):
+# the renderer's name_of maps it to the class it imports.
+ASSET_CLASS = CodeRef("<asset>")
 
 
 class NotALiteral(TypeError):
@@ -67,6 +71,8 @@ def _flat(value: Any, name_of: Callable[[CodeRef], str]) -> str:
         return repr(value)
     if isinstance(value, CodeRef):
         return name_of(value)
+    if isinstance(value, AssetRef):
+        return f"{name_of(ASSET_CLASS)}({value.uri!r})"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_flat(v, name_of) for v in value) + "]"
     if isinstance(value, dict):

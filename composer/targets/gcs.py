@@ -32,6 +32,7 @@ PAGE_SIZE = 1000
 LIST_FIELDS = "items(name,md5Hash,generation),nextPageToken"
 CONTENT_TYPES = {
     ".py": "text/x-python",
+    ".html": "text/html",  # the fleet report (utf-8 by its meta tag), viewable from the console
     ".json": "application/json",
     ".yaml": "application/yaml",
     ".yml": "application/yaml",

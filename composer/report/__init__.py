@@ -1,0 +1,114 @@
+"""The fleet report: one HTML page of when the fleet's DAGs start, per template and
+environment, and which customers are invalid, computed from the same plan as `fleet plan`.
+
+Schedules come from the model, not from the built files: a plan builds only changed
+customers, and composing the rest just for their schedules would cost ~10 ms each. A
+DAG's schedule is a function of its customer's row and the fleet settings alone
+(`dagshape.main_schedule` / `cron_schedule`, which composition itself uses), so the
+whole fleet's timing costs microseconds a customer and cannot disagree with the files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import TYPE_CHECKING
+
+from composer.dagshape import cron_schedule, main_schedule
+from composer.plan import REPORT
+from composer.report.figures import (
+    DEFAULT_ENVIRONMENT,
+    DagTiming,
+    District,
+    Environment,
+    FleetFacts,
+    compute,
+)
+from composer.report.html import render
+
+if TYPE_CHECKING:
+    from composer.pipeline import FleetPlan
+
+
+def tomorrow_utc() -> dt.date:
+    return dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+
+
+def environments(fleet_plan: FleetPlan) -> tuple[Environment, ...]:
+    """The fleet's environments. Until fleet.yaml has `environments:` there is one, the
+    target, with no capacity set."""
+    return (Environment(DEFAULT_ENVIRONMENT, fleet_plan.target.url, None),)
+
+
+def facts(fleet_plan: FleetPlan, day: dt.date) -> FleetFacts:
+    """What the plan publishes, as the report's input: every DAG of every customer that
+    the plan keeps or builds (invalid customers are listed with their errors instead)."""
+    builder = fleet_plan.builder
+    fleet, settings = builder.fleet, builder.settings
+    invalid = set(fleet_plan.invalid_customers)
+    timings: list[DagTiming] = []
+    districts: list[District] = []
+    uncharted: list[tuple[str, str]] = []
+    for customer_id in builder.customer_ids():
+        if customer_id in invalid:
+            continue
+        customer = fleet.customers[customer_id]
+        integrations = {i.integration_id: i for i in customer.integrations}
+        main = {i.template for i in customer.integrations if i.schedule is None}
+        used: set[str] = set()
+        for dag_id, integration_id in builder.composer.dag_ids(customer):
+            if integration_id is None:
+                schedule, variant, templates = main_schedule(customer, settings), "main", main
+            elif integration_id not in integrations:  # the roll-up: started by its assets
+                uncharted.append(
+                    (customer_id, f"{dag_id}: starts when its descendants' data has loaded")
+                )
+                continue
+            else:
+                integration = integrations[integration_id]
+                schedule = cron_schedule(customer, integration, settings)
+                variant, templates = "cron", {integration.template}
+            used |= templates
+            timings.append(
+                DagTiming(
+                    dag_id,
+                    customer_id,
+                    variant,
+                    schedule,
+                    customer.timezone,
+                    tuple(sorted(templates)),
+                )
+            )
+        if customer.legacy_dag_file:
+            uncharted.append(
+                (
+                    customer_id,
+                    f"legacy file {customer.legacy_dag_file}: its schedule is its own code",
+                )
+            )
+        districts.append(District(customer_id, customer.timezone, tuple(sorted(used))))
+    return FleetFacts(
+        day=day,
+        environments=environments(fleet_plan),
+        timings=tuple(timings),
+        districts=tuple(districts),
+        uncharted=tuple(uncharted),
+        errors=tuple((e.customer_id, str(e)) for e in fleet_plan.errors),
+    )
+
+
+def report_html(fleet_plan: FleetPlan, day: dt.date | None = None) -> str:
+    """The report page for `day` (default: tomorrow, UTC)."""
+    figures = compute(facts(fleet_plan, day or tomorrow_utc()))
+    return render(figures, source=fleet_plan.target.url)
+
+
+def publish_report(fleet_plan: FleetPlan, day: dt.date | None = None) -> str:
+    """Write the report beside the manifest (unless it is unchanged); says what it did.
+    The write is conditional on what the plan listed, like every other file."""
+    data = report_html(fleet_plan, day).encode()
+    state = fleet_plan.objects.get(REPORT)
+    if state is not None and state.md5 == hashlib.md5(data, usedforsecurity=False).hexdigest():
+        return f"report unchanged: {REPORT}"
+    fleet_plan.target.write(REPORT, data, state)
+    return f"report written: {REPORT} ({len(data):,} bytes)"
