@@ -8,17 +8,20 @@ import shutil
 from pathlib import Path
 
 from composer.plan import MANIFEST
+from composer.targets.lock import LOCK_FILE
 
 FileState = tuple[int, int, int]  # inode, mtime_ns, size
 
 
 def snapshot(root: Path) -> dict[str, FileState]:
-    """Every file under root (caches excluded) with its inode, mtime and size: a file
-    rewritten in place or replaced by rename changes at least one of them."""
+    """Every file under root (caches and the empty lock file excluded) with its inode,
+    mtime and size: a file rewritten in place or replaced by rename changes at least one."""
     found: dict[str, FileState] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d != "__pycache__"]
         for name in filenames:
+            if name == LOCK_FILE and dirpath == str(root):
+                continue
             full = os.path.join(dirpath, name)
             st = os.stat(full)
             found[os.path.relpath(full, root)] = (st.st_ino, st.st_mtime_ns, st.st_size)

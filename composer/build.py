@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from composer import layout
+from composer.allowlist import legacy_problem
 from composer.composition import Composer
 from composer.dagspec import RenderedFile
 from composer.errors import ConfigError
@@ -95,6 +96,9 @@ class FleetBuilder:
             digest.update(
                 _file_digest(self.templates_dir / "legacy" / customer.legacy_dag_file).encode()
             )
+        if any(i.task_overrides for i in customer.integrations):
+            # Which operators an override may name depends on every template.
+            digest.update("\n".join(sorted(self.composer.operator_allow_list())).encode())
         return digest.hexdigest()
 
     @property
@@ -159,6 +163,9 @@ class FleetBuilder:
     def legacy_file(self, customer: Customer) -> RenderedFile | ConfigError:
         """The customer's static file, once it is shown to compile and import."""
         name = customer.legacy_dag_file or ""
+        refused = legacy_problem(self.settings, customer)  # before the file is read or run
+        if refused:
+            return ConfigError(customer.customer_id, None, "legacy_dag_file", refused)
         path = self.templates_dir / "legacy" / name
         try:
             content = path.read_bytes()

@@ -4,112 +4,24 @@ exit codes (0 ok, 1 invalid config, 2 usage, 3 store or target failure / refused
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import os
 import sys
 import time
+import tomllib
 from pathlib import Path
 
-from composer.errors import BuildFailed, ConfigError, SettingsError, StoreError, TargetError
+from composer.cli_args import DEFAULT_STORE, DEFAULT_TARGET, build_parser
+from composer.errors import (
+    BadUrl,
+    BuildFailed,
+    ConfigError,
+    PruneRefused,
+    SettingsError,
+    StoreError,
+    TargetError,
+)
 
-DEFAULT_STORE = "sqlite:///fleet.db"
-DEFAULT_TARGET = "file://./build/dags"
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
-
-
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", default=None, help=f"store URL (default {DEFAULT_STORE})")
-    common.add_argument(
-        "--target", default=DEFAULT_TARGET, help=f"target URL (default {DEFAULT_TARGET})"
-    )
-    common.add_argument(
-        "--templates", type=Path, default=None, help="templates folder (default ./templates)"
-    )
-    common.add_argument(
-        "--build-jobs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="processes that build customers when many changed (default: one per core)",
-    )
-    parser = argparse.ArgumentParser(
-        prog="fleet", description="Generate and publish the Airflow DAG fleet."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("validate", parents=[common], help="check every customer; write nothing")
-    render = sub.add_parser("render", parents=[common], help="print one customer's files")
-    render.add_argument("customer_id")
-    plan = sub.add_parser("plan", parents=[common], help="show what a sync would change")
-    plan.add_argument("--diff", action="store_true", help="show unified diffs")
-    plan.add_argument(
-        "--detailed-exitcode",
-        action="store_true",
-        help="exit 2 when there are changes (as terraform plan)",
-    )
-    sync = sub.add_parser("sync", parents=[common], help="publish the fleet to the target")
-    sync.add_argument(
-        "--strict", action="store_true", help="publish nothing when any customer is invalid"
-    )
-    sync.add_argument(
-        "--force-prune", action="store_true", help="allow removing more than 10%% of the fleet"
-    )
-    sync.add_argument("--jobs", type=int, default=16, help="parallel uploads (default 16)")
-    report = sub.add_parser(
-        "report", parents=[common], help="write the fleet report (one HTML page) from the plan"
-    )
-    report.add_argument(
-        "--out",
-        default="fleet-report.html",
-        help="file to write, - for stdout (default %(default)s)",
-    )
-    report.add_argument(
-        "--date",
-        type=_date,
-        default=None,
-        metavar="YYYY-MM-DD",
-        help="the UTC day to chart (default: tomorrow, UTC)",
-    )
-    report.add_argument(
-        "--environment",
-        default=None,
-        metavar="NAME",
-        help="the environment to report (the fleet has one, 'default', until fleet.yaml "
-        "lists environments)",
-    )
-    store = sub.add_parser("store", help="manage the store")
-    store_sub = store.add_subparsers(dest="store_command", required=True)
-    init = store_sub.add_parser("init", parents=[common], help="create the schema")
-    init.add_argument(
-        "--demo", action="store_true", help="also insert the demo fleet from examples/"
-    )
-    deploy = sub.add_parser(
-        "deploy", help="copy the meta-DAG, the composer package and the templates to a DAG folder"
-    )
-    deploy.add_argument(
-        "dags_url",
-        help="the environment's DAG folder: gs://BUCKET/dags (terraform output dag_gcs_prefix) "
-        "or file:///path/dags",
-    )
-    deploy.add_argument(
-        "--templates", type=Path, default=None, help="templates folder (default ./templates)"
-    )
-    deploy.add_argument(
-        "--ignore-syntax",
-        choices=["glob", "regexp"],
-        default=None,
-        help=".airflowignore syntax of the environment (default: glob when fleet.yaml "
-        "airflow_target is 3, regexp when 2)",
-    )
-    deploy.add_argument("--jobs", type=int, default=16, help="parallel uploads (default 16)")
-    deploy.add_argument("--dry-run", action="store_true", help="show the changes; write nothing")
-    return parser
-
-
-def _date(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _say(message: str) -> None:
@@ -126,27 +38,51 @@ def _errors(errors: list[ConfigError]) -> None:
         _say(f"error: {error}")
 
 
-def _store_url(args: argparse.Namespace) -> tuple[str, bool]:
-    """The store URL, and whether it may be created (only the default one may)."""
-    if args.store:
-        return args.store, False
+def _store_url(args: argparse.Namespace) -> str:
+    """--store, else $FLEET_STORE, else the default store, which is created and seeded
+    with the demo fleet only inside a dagfleet checkout (never elsewhere by surprise)."""
+    url = args.store or os.environ.get("FLEET_STORE")
+    if url:
+        return url
+    path = Path(DEFAULT_STORE.removeprefix("sqlite:///")).absolute()
+    if path.exists():
+        return DEFAULT_STORE
+    if not _in_checkout(Path.cwd()):
+        raise StoreError(
+            f"store {DEFAULT_STORE}: no such SQLite file {path}, and the demo fleet is only "
+            "seeded inside a dagfleet checkout: pass --store URL or set FLEET_STORE, or "
+            f"create it with `fleet store init --demo --store sqlite:///{path}`"
+        )
+    from composer.demo import DEMO_FILE, snapshot_from_yaml
     from composer.store import open_store
 
-    path = Path(DEFAULT_STORE.removeprefix("sqlite:///"))
-    if not path.exists():
-        from composer.demo import snapshot_from_yaml
+    store = open_store(DEFAULT_STORE, create=True)
+    store.init_schema()
+    store.insert(snapshot_from_yaml())
+    _say(f"created {path} with the demo fleet from {DEMO_FILE}")
+    return DEFAULT_STORE
 
-        store = open_store(DEFAULT_STORE, create=True)
-        store.init_schema()
-        store.insert(snapshot_from_yaml())
-        _say(f"created {path} with the demo fleet from examples/demo_fleet.yaml")
-    return DEFAULT_STORE, False
+
+def _in_checkout(folder: Path) -> bool:
+    """Whether `folder` is the root of a dagfleet checkout (its pyproject.toml)."""
+    try:
+        with open(folder / "pyproject.toml", "rb") as handle:
+            return tomllib.load(handle).get("project", {}).get("name") == "dagfleet"
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+def _target_url(args: argparse.Namespace) -> str:
+    return args.target or os.environ.get("FLEET_TARGET") or DEFAULT_TARGET
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return _run(args)
+    except BadUrl as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
     except (StoreError, TargetError, BuildFailed) as exc:
         _say(f"error: {exc}")
         return EXIT_FAILURE
@@ -168,31 +104,47 @@ def _run(args: argparse.Namespace) -> int:
         return _store_init(args)
     if args.command == "deploy":
         return _deploy(args)
-    store_url, create = _store_url(args)
     if args.command in ("validate", "render"):
-        return _validate_or_render(args, store_url)
+        return _validate_or_render(args, _store_url(args))
     if args.command == "report" and args.environment not in (None, "default"):
         _say(
             f"error: --environment {args.environment}: this fleet has one environment, "
             "'default' (fleet.yaml lists no environments)"
         )
         return EXIT_USAGE
+    from composer.store import open_store
+    from composer.targets import open_target
+
+    target = open_target(_target_url(args))  # parses the URL: no I/O yet
+    store_url = _store_url(args)
+    if args.command in ("plan", "report"):  # they write nothing to the target
+        return _plan_or_sync(args, store_url)
+    open_store(store_url)  # a bad URL or a missing file fails before the target is touched
+    # Held from before the store is read until the manifest is written: a run that read
+    # an older store can never publish after a newer one.
+    with target.lock(args.lock_wait, on_wait=_say):
+        return _plan_or_sync(args, store_url)
+
+
+def _plan_or_sync(args: argparse.Namespace, store_url: str) -> int:
     from composer.pipeline import apply_fleet, plan_fleet
+    from composer.publish import refusal
 
     started = time.monotonic()
+    target = _target_url(args)
     force = getattr(args, "force_prune", False)
     fleet_plan = plan_fleet(
         store_url,
-        args.target,
+        target,
         _templates(args),
         force_prune=force,
-        create_store=create,
         build_jobs=args.build_jobs,
     )
     plan = fleet_plan.plan
     _warnings(fleet_plan.builder.fleet.warnings)
     if args.command == "report":
         return _report(args, fleet_plan)
+    invalid = len(fleet_plan.invalid_customers)
     if args.command == "plan":
         _errors(fleet_plan.errors)
         for label, paths in (("+", plan.added), ("~", plan.changed), ("-", plan.removed)):
@@ -201,25 +153,34 @@ def _run(args: argparse.Namespace) -> int:
         if args.diff:
             sys.stdout.writelines(fleet_plan.diff())
         refused = " (removal refused without --force-prune)" if plan.prune_refused else ""
-        print(
-            f"Plan: {plan.summary()}{refused}; {len(fleet_plan.invalid_customers)} invalid customers"
-        )
+        print(f"Plan: {plan.summary()}{refused}; {invalid} invalid customers")
+        if plan.prune_refused:
+            _say(f"error: target {target}: sync would stop, {refusal(plan)}")
+            return EXIT_FAILURE
         if fleet_plan.errors:
             return EXIT_INVALID
         return 2 if args.detailed_exitcode and plan.has_changes else EXIT_OK
     if args.strict and fleet_plan.errors:
         _errors(fleet_plan.errors)
-        _say(
-            f"sync --strict: {len(fleet_plan.invalid_customers)} invalid customers, nothing published"
-        )
+        _say(f"sync --strict: {invalid} invalid customers, nothing published")
         return EXIT_INVALID
     try:
-        result = apply_fleet(fleet_plan, jobs=args.jobs, force_prune=force)
-    finally:
+        result = apply_fleet(fleet_plan, jobs=args.jobs, force_prune=force, lock_wait=0)
+    except PruneRefused as exc:
+        _errors(fleet_plan.errors)
+        _say(f"error: target {target}: {exc}")
+        print(
+            f"Not synced {target}: nothing changed (the plan: {plan.summary()}); "
+            f"{invalid} invalid customers, in {time.monotonic() - started:.1f}s"
+        )
+        return EXIT_FAILURE
+    except BaseException:
         _errors(fleet_plan.errors)  # planning's, and any found while applying
+        raise
+    _errors(fleet_plan.errors)
     elapsed = time.monotonic() - started
     print(
-        f"Synced {args.target}: {len(plan.added)} added, {len(plan.changed)} changed, "
+        f"Synced {target}: {len(plan.added)} added, {len(plan.changed)} changed, "
         f"{result.deleted} removed, {plan.unchanged} unchanged; "
         f"{len(fleet_plan.builder.customer_ids())} customers published, "
         f"{len(fleet_plan.invalid_customers)} invalid, in {elapsed:.1f}s"
@@ -253,7 +214,7 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
         errors = [e for e in builder.errors if e.customer_id == cid]
         if not errors and cid not in builder.fleet.customers:
             _say(f"error: customer {cid}: not in the store")
-            return EXIT_INVALID
+            return EXIT_USAGE
         if not errors and not builder.fleet.customers[cid].active:
             _say(f"customer {cid} is inactive: it has no files")
             return EXIT_OK
@@ -279,9 +240,9 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
             files += len(build.dag_ids) + sum(not f.part for f in build.files)
     _errors(errors)
     invalid = len({e.customer_id for e in errors})
-    print(
-        f"Validated {len(builder.fleet.customers) + invalid} customers: {files} DAGs, {invalid} invalid customers"
-    )
+    # Every row once, whether it failed in the model (not in fleet.customers) or later.
+    customers = len({c.customer_id for c in builder.snapshot.customers})
+    print(f"Validated {customers} customers: {files} DAGs, {invalid} invalid customers")
     return EXIT_INVALID if errors else EXIT_OK
 
 
@@ -306,10 +267,11 @@ def _deploy(args: argparse.Namespace) -> int:
 def _store_init(args: argparse.Namespace) -> int:
     from composer.store import open_store
 
-    url = args.store or DEFAULT_STORE
+    url = args.store or os.environ.get("FLEET_STORE") or DEFAULT_STORE
     store = open_store(url, create=url.startswith("sqlite:///"))
     store.init_schema()
-    print(f"Schema applied to {url}")
+    where = getattr(store, "path", None)  # an SQLite file: say which one
+    print(f"Schema applied to {url}" + (f" ({where})" if where else ""))
     if args.demo:
         from composer.demo import snapshot_from_yaml
 

@@ -13,10 +13,18 @@ from typing import Any
 import json_merge_patch
 
 from composer import params as layers
+from composer.allowlist import (
+    allowed_operators,
+    callable_problem,
+    callables_problem,
+    is_callback,
+    override_problem,
+)
 from composer.assets import asset_refs
 from composer.dagshape import DagShapes, cron_dag_id, main_dag_id
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
+from composer.inert import inert_overrides
 from composer.model import (  # RESERVED_INTEGRATION_IDS: re-exported, checked in model
     RESERVED_INTEGRATION_IDS,  # noqa: F401
     Customer,
@@ -34,16 +42,6 @@ from composer.substitution import (
 )
 from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
 
-CALLBACK_KEYS = frozenset(
-    {
-        "on_failure_callback",
-        "on_success_callback",
-        "on_retry_callback",
-        "on_execute_callback",
-        "on_skipped_callback",
-        "sla_miss_callback",
-    }
-)
 SETUP_GROUP = ""
 
 
@@ -61,6 +59,7 @@ class Composer(DagShapes):
         self.settings = settings
         self.templates = templates
         self.operators = operators
+        self._allowed_operators: frozenset[str] | None = None
 
     # -- public ---------------------------------------------------------------
 
@@ -172,7 +171,7 @@ class Composer(DagShapes):
         raw_tasks = self._merged_tasks(customer, integration, template)
         overridden = integration.task_overrides or {}
         tasks = {
-            task_id: self._substitute(
+            task_id: self._substitute_task(
                 customer,
                 integration,
                 f"{'task_overrides' if task_id in overridden else 'tasks'}.{task_id}",
@@ -225,6 +224,7 @@ class Composer(DagShapes):
         overrides = integration.task_overrides
         if not overrides:
             return template.tasks
+        self._check_names(customer, integration, template, overrides)
         for task_id, patch in overrides.items():
             if patch is None and task_id not in template.tasks:
                 # RFC 7396 would ignore it; a typo'd removal must not pass silently.
@@ -252,7 +252,8 @@ class Composer(DagShapes):
                         path,
                         "looks like a credential: pass a connection or secret id (…_conn_id / …_secret_id) instead",
                     )
-        merged = json_merge_patch.merge(copy.deepcopy(template.tasks), copy.deepcopy(overrides))
+        overrides = self._inert_overrides(customer, integration, template, overrides)
+        merged = json_merge_patch.merge(copy.deepcopy(template.tasks), overrides)
         # Added tasks go last, by id: the JSON column's key order is the backend's, not ours.
         added = sorted(k for k in merged if k not in template.tasks)
         merged = {k: merged[k] for k in [*(k for k in template.tasks if k in merged), *added]}
@@ -260,6 +261,77 @@ class Composer(DagShapes):
             return check_tasks(merged, "task_overrides")
         except TemplateError as exc:
             self._fail(customer, integration, exc.field, str(exc))
+
+    def operator_allow_list(self) -> frozenset[str]:
+        """The operators a store value may name (every template's, setup tasks',
+        fleet.yaml `operators:`): a customer with overrides depends on all of them."""
+        if self._allowed_operators is None:
+            self._allowed_operators = allowed_operators(self.settings, self.templates)
+        return self._allowed_operators
+
+    def _check_names(
+        self, customer: Customer, integration: Integration, template: Template, overrides: dict
+    ) -> None:
+        """Every operator and callable an override names is on the allow-lists, checked
+        before anything is imported (composer/allowlist.py)."""
+        callables = set(self.settings.imports) | set(template.imports)
+        found = override_problem(overrides, self.operator_allow_list(), callables)
+        if found:
+            self._fail(customer, integration, *found)
+
+    def _inert_overrides(
+        self, customer: Customer, integration: Integration, template: Template, overrides: dict
+    ) -> dict:
+        """An override is a store value: its text is made inert for Jinja where it lands
+        in a templated field (composer/inert.py)."""
+
+        def templated(task_id: str, operator: str) -> tuple[frozenset[str], tuple[str, ...]]:
+            where = f"task_overrides.{task_id}"
+            return self._templated(customer, integration, where, operator)
+
+        return inert_overrides(overrides, template.tasks, templated)
+
+    def _templated(
+        self, customer: Customer, integration: Integration | None, field: str, operator: str
+    ) -> tuple[frozenset[str], tuple[str, ...]]:
+        try:
+            return self.operators.templated(operator)
+        except UnknownOperator as exc:
+            self._fail(
+                customer, integration, f"{field}.operator", f"unknown operator {operator}: {exc}"
+            )
+
+    def _substitute_task(
+        self,
+        customer: Customer,
+        integration: Integration | None,
+        field: str,
+        task: dict[str, Any],
+        resolver: ParamResolver,
+    ) -> dict[str, Any]:
+        """Substitute a task; arguments that land in the operator's templated fields get
+        the params with their store text made inert for Jinja (composer/params.py)."""
+        args = task.get("args") or {}
+        inert = getattr(resolver, "inert", None)
+        if not args or inert is None:
+            return self._substitute(customer, integration, field, task, resolver)
+        fields, ext = self._templated(customer, integration, field, task["operator"])
+        if inert(ext) is resolver:  # no store text to make inert: one pass
+            return self._substitute(customer, integration, field, task, resolver)
+        out = self._substitute(
+            customer, integration, field, {k: v for k, v in task.items() if k != "args"}, resolver
+        )
+        out["args"] = {
+            key: self._substitute(
+                customer,
+                integration,
+                f"{field}.args.{key}",
+                value,
+                inert(ext) if key in fields else resolver,
+            )
+            for key, value in args.items()
+        }
+        return out
 
     def _checked_args(
         self,
@@ -270,6 +342,10 @@ class Composer(DagShapes):
         args: dict,
         allowed: set[str],
     ) -> dict[str, Any]:
+        for key in sorted(a for a in args if is_callback(a)):  # before anything is imported
+            problem = callables_problem(args[key], allowed)
+            if problem:
+                self._fail(customer, integration, f"{field}.args.{key}", problem)
         try:
             unknown = self.operators.unknown_arguments(operator, set(args))
         except UnknownOperator as exc:
@@ -299,18 +375,14 @@ class Composer(DagShapes):
         allowed: set[str],
     ) -> dict[str, Any]:
         out = dict(args)
-        for key in CALLBACK_KEYS & set(args):
+        for key in sorted(a for a in args if is_callback(a)):
             value = args[key]
             paths = value if isinstance(value, list) else [value]
             refs = []
             for path in paths:
-                if not isinstance(path, str) or path not in allowed:
-                    self._fail(
-                        customer,
-                        integration,
-                        f"{field}.{key}",
-                        f"{path!r} is not a callable listed under the template's or fleet's imports",
-                    )
+                problem = callable_problem(path, allowed)
+                if problem:  # checked before the import below
+                    self._fail(customer, integration, f"{field}.{key}", problem)
                 try:
                     self.operators.check_callable(path)
                 except UnknownOperator as exc:
@@ -369,9 +441,14 @@ class Composer(DagShapes):
     def _setup_tasks(self, customer: Customer, resolver: ParamResolver) -> list[TaskSpec]:
         if not self.settings.setup_tasks:
             return []
-        tasks = self._substitute(
-            customer, None, "fleet.setup_tasks", self.settings.setup_tasks, resolver
-        )
+        tasks = {
+            task_id: self._substitute_task(
+                customer, None, f"fleet.setup_tasks.{task_id}", task, resolver
+            )
+            if isinstance(task, dict) and isinstance(task.get("operator"), str)
+            else task
+            for task_id, task in self.settings.setup_tasks.items()
+        }
         try:
             tasks = check_tasks(tasks, "fleet.setup_tasks")
         except TemplateError as exc:

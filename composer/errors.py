@@ -57,6 +57,18 @@ class TargetError(Exception):
     """The target could not be read or written."""
 
 
+class BadUrl(Exception):
+    """A store or target URL that cannot be parsed: a usage error (exit 2)."""
+
+
+class StoreUrlError(StoreError, BadUrl):
+    """A malformed or unsupported store URL."""
+
+
+class TargetUrlError(TargetError, BadUrl):
+    """A malformed or unsupported target URL."""
+
+
 class PruneRefused(TargetError):
     """The plan would delete too much of the fleet; applying needs --force-prune."""
 

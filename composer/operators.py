@@ -161,19 +161,32 @@ class OperatorCatalog:
             raise UnknownOperator(f"{dotted} is not callable")
         self.facts.put(key, True, _defining_files(dotted, import_object(dotted)))
 
-    @cache  # noqa: B019 - one catalog per run; the cache dies with it
+    def templated(self, dotted: str) -> tuple[frozenset[str], tuple[str, ...]]:
+        """The operator's `template_fields` (what Airflow renders with Jinja at run time)
+        and `template_ext` (endings that make a string a template file's name)."""
+        facts = self._facts(dotted)
+        return frozenset(facts["template_fields"]), tuple(facts["template_ext"])
+
     def _signature(self, dotted: str) -> tuple[frozenset[str], frozenset[str]]:
+        facts = self._facts(dotted)
+        return frozenset(facts["arguments"]), frozenset(facts["required"])
+
+    @cache  # noqa: B019 - one catalog per run; the cache dies with it
+    def _facts(self, dotted: str) -> dict:
         key = f"operator:{dotted}"
         known = self.facts.get(key)
-        if isinstance(known, dict):
-            return frozenset(known["arguments"]), frozenset(known["required"])
+        if isinstance(known, dict) and "template_fields" in known:
+            return known
         arguments, required = operator_arguments(dotted), required_arguments(dotted)
-        self.facts.put(
-            key,
-            {"arguments": sorted(arguments), "required": sorted(required)},
-            _defining_files(dotted, import_object(dotted)),
-        )
-        return arguments, required
+        cls = import_object(dotted)
+        facts = {
+            "arguments": sorted(arguments),
+            "required": sorted(required),
+            "template_fields": sorted(_strings(getattr(cls, "template_fields", ()))),
+            "template_ext": sorted(_strings(getattr(cls, "template_ext", ()))),
+        }
+        self.facts.put(key, facts, _defining_files(dotted, cls))
+        return facts
 
     @cache  # noqa: B019
     def _trigger_rules(self) -> frozenset[str]:
@@ -183,6 +196,16 @@ class OperatorCatalog:
         rules = trigger_rules()
         self.facts.put("trigger_rules", sorted(rules), _defining_files("", _trigger_rule_enum()))
         return rules
+
+
+def _strings(value: object) -> list[str]:
+    """A class attribute Airflow declares as a sequence of names (a lone str is one)."""
+    if isinstance(value, str):
+        return [value]
+    try:
+        return [v for v in value if isinstance(v, str)]  # type: ignore[union-attr]
+    except TypeError:
+        return []
 
 
 def _defining_files(dotted: str, obj: object) -> list[str]:

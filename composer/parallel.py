@@ -199,6 +199,7 @@ class BuildRunner:
             tasks.extend(template.tasks.values())
             callables.update(template.imports)
         operators = {t.get("operator") for t in tasks if isinstance(t, dict)}
+        operators.update(composer.settings.operators)  # what overrides may add
         for operator in sorted(o for o in operators if isinstance(o, str)):
             with contextlib.suppress(UnknownOperator):  # reported per customer by composition
                 composer.operators.missing_arguments(operator, set())

@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from composer.errors import ConfigError, invalid, one_line
+from composer.inert import inert_value
 from composer.model import Customer, Integration
+from composer.param_types import ParamType, namespace_problem, shown, type_problem
 from composer.settings import FleetSettings
 from composer.substitution import (
     ParamCycle,
@@ -23,6 +25,7 @@ from composer.substitution import (
     ParamTooDeep,
     UnknownPlaceholder,
     placeholders,
+    substitute,
 )
 from composer.templates import BUILTINS, Template, TemplateError
 
@@ -114,8 +117,14 @@ def for_integration(
                 f"params.{name}",
                 f"required by template {template.name!r} but not set",
             )
-    resolver = ParamResolver(raw, builtins(customer, integration, dag_id, descendants))
+    resolver = LayeredResolver(
+        raw,
+        builtins(customer, integration, dag_id, descendants),
+        _store_layers(customer, integration),
+        frozenset(n for n, spec in template.params.items() if spec.type and spec.type.runtime),
+    )
     _resolve_all(customer, integration, raw, resolver)
+    check_values(settings, customer, integration, template, raw, resolver)
     return resolver
 
 
@@ -126,8 +135,11 @@ def for_customer(
     DAG-level default_args)."""
     check_names(customer, None)
     raw = {**settings.params, **customer.params}
-    resolver = ParamResolver(raw, builtins(customer, None, dag_id, descendants))
+    resolver = LayeredResolver(
+        raw, builtins(customer, None, dag_id, descendants), _store_layers(customer, None)
+    )
     _resolve_all(customer, None, raw, resolver)
+    check_values(settings, customer, None, None, raw, resolver)
     return resolver
 
 
@@ -352,3 +364,109 @@ def unknown_params(
                     )
                 )
     return errors
+
+
+# -- store values: inert for Jinja, of their declared type, in the tenant's namespace --
+
+# Built-ins that come from a store column as free text (ids, timezone and template
+# names are checked against their charsets in composer/model.py).
+_STORE_BUILTINS = ("customer_name",)
+
+
+def _store_layers(customer: Customer, integration: Integration | None) -> dict[str, Any]:
+    """The params whose value a store row set (the later layer wins, as in raw)."""
+    return {**customer.params, **(integration.params if integration else {})}
+
+
+class LayeredResolver(ParamResolver):
+    """The resolver composition uses; `inert()` resolves the same params with every
+    store-set text made inert for Jinja (composer/inert.py), for templated fields."""
+
+    def __init__(
+        self,
+        raw: Mapping[str, Any],
+        fixed: Mapping[str, Any],
+        store: Mapping[str, Any],
+        runtime: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__(raw, fixed)
+        self._layers = (raw, dict(fixed), store, runtime)
+        self._inert: dict[tuple[str, ...], ParamResolver] = {}
+
+    def inert(self, template_ext: tuple[str, ...] = ()) -> ParamResolver:
+        """Itself when no store text needs changing (the common case: nothing is
+        resolved twice)."""
+        if template_ext not in self._inert:
+            raw, fixed, store, runtime = self._layers
+            changed = {
+                n: safe
+                for n, v in store.items()
+                if n not in runtime and (safe := inert_value(v, template_ext)) != v
+            }
+            changed_fixed = {
+                n: safe
+                for n in _STORE_BUILTINS
+                if n in fixed and (safe := inert_value(fixed[n], template_ext)) != fixed[n]
+            }
+            self._inert[template_ext] = (
+                ParamResolver({**raw, **changed}, {**fixed, **changed_fixed})
+                if changed or changed_fixed
+                else self
+            )
+        return self._inert[template_ext]
+
+
+def declared_type(
+    settings: FleetSettings, template: Template | None, name: str
+) -> ParamType | None:
+    """The template's declaration wins over fleet.yaml `param_types`."""
+    spec = template.params.get(name) if template else None
+    if spec is not None and spec.type is not None:
+        return spec.type
+    return settings.param_types.get(name)
+
+
+def check_values(
+    settings: FleetSettings,
+    customer: Customer,
+    integration: Integration | None,
+    template: Template | None,
+    raw: Mapping[str, Any],
+    resolver: ParamResolver,
+) -> None:
+    """Every resolved param against its declared type, and every tenant-scoped param
+    against the customer's namespace (unless fleet.yaml grants this customer that
+    exact value). Namespaces bind the values a store row sets: what a template derives
+    from them (`export_prefix` from `landing_bucket`) follows from reviewed text."""
+    store = _store_layers(customer, integration)
+    for name in raw:
+        owner = integration.integration_id if integration and name in integration.params else None
+        ptype = declared_type(settings, template, name)
+        problem = type_problem(ptype, resolver(name)) if ptype is not None else None
+        if problem:
+            value = shown(resolver(name))
+            raise invalid(customer.customer_id, owner, f"params.{name}", f"{value} {problem}")
+        if name in settings.tenant_namespaces and name in store:
+            _check_namespace(settings, customer, owner, name, resolver(name))
+
+
+def _check_namespace(
+    settings: FleetSettings, customer: Customer, owner: str | None, name: str, value: Any
+) -> None:
+    granted = settings.tenant_exceptions.get(customer.customer_id, {})
+    if name in granted and granted[name] == value:
+        return
+    # Resolved from fleet params and built-ins only: a customer must not move its own fence.
+    trusted = ParamResolver(settings.params, builtins(customer, None, "", []))
+    try:
+        namespace = str(substitute(settings.tenant_namespaces[name], trusted))
+    except (UnknownPlaceholder, ParamCycle, ParamTooDeep) as exc:
+        raise invalid(
+            customer.customer_id,
+            None,
+            f"fleet.tenant_namespaces.{name}",
+            f"cannot be resolved from fleet params and built-ins ({type(exc).__name__}: {exc})",
+        ) from None
+    problem = namespace_problem(namespace, value)
+    if problem:
+        raise invalid(customer.customer_id, owner, f"params.{name}", f"{shown(value)} {problem}")

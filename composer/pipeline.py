@@ -16,7 +16,7 @@ from composer.build import FleetBuilder
 from composer.errors import ConfigError, TargetError
 from composer.parallel import BuildRunner, PackedFile
 from composer.plan import MANIFEST, Built, Entry, Manifest, Plan, make_plan
-from composer.publish import DEFAULT_JOBS, ApplyResult, Progress, apply_plan
+from composer.publish import DEFAULT_JOBS, DEFAULT_LOCK_WAIT, ApplyResult, Progress, apply_plan
 from composer.store import open_store
 from composer.targets import ObjectState, Target, open_target
 
@@ -151,8 +151,13 @@ def _build(runner: BuildRunner, digests: dict[str, str], built: dict[str, Built]
 
 
 def apply_fleet(
-    fleet_plan: FleetPlan, *, jobs: int = DEFAULT_JOBS, force_prune: bool = False
+    fleet_plan: FleetPlan,
+    *,
+    jobs: int = DEFAULT_JOBS,
+    force_prune: bool = False,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
 ) -> ApplyResult:
+    """Publish the plan, holding the target's lock (waiting up to `lock_wait` seconds)."""
     return apply_plan(
         fleet_plan.plan,
         fleet_plan.target,
@@ -161,4 +166,5 @@ def apply_fleet(
         fleet_plan.render,
         jobs=jobs,
         force_prune=force_prune,
+        lock_wait=lock_wait,
     )

@@ -5,22 +5,28 @@
 2. Changed and added files are written in parallel, each atomically.
 3. Removed files are deleted.
 4. The final manifest is written; `.airflowignore` keeps Airflow off the manifest.
-An unchanged fleet writes nothing at all.
+An unchanged fleet writes nothing at all. All of it happens under the target's lock
+(a local folder's; on GCS the generation preconditions stand in for it), after checking
+that the manifest is still the one the plan was made from: a run planned before another
+run published stops instead of writing a manifest that forgets that run's files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from typing import Protocol
 
-from composer.errors import PruneRefused
+from composer.errors import PruneRefused, TargetError
 from composer.plan import AIRFLOWIGNORE, IGNORE_LINES, MANIFEST, Manifest, Plan, prune_limit
 from composer.targets import ObjectState, Target
 
 DEFAULT_JOBS = 16
+MAX_JOBS = 64  # the GCS client's connection pool (composer.targets.gcs.POOL_SIZE)
+DEFAULT_LOCK_WAIT = 60.0  # seconds a run waits for another one publishing to the target
 
 
 class FileToWrite(Protocol):
@@ -68,19 +74,40 @@ def apply_plan(
     *,
     jobs: int = DEFAULT_JOBS,
     force_prune: bool = False,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
 ) -> ApplyResult:
     """Write what the plan says. `render(paths)` gives the files to write."""
     if plan.prune_refused and not force_prune:
-        raise PruneRefused(
-            f"refusing to remove {len(plan.removed_dags)} of {plan.owned_before} owned DAGs "
-            f"(more than {prune_limit(plan.owned_before)}): check the store, then run with "
-            "--force-prune if the removal is intended"
-        )
+        raise PruneRefused(refusal(plan))
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ValueError(f"jobs must be between 1 and {MAX_JOBS}, not {jobs}")
+    with target.lock(lock_wait):
+        return _apply_locked(plan, target, objects, manifest_before, render, jobs)
+
+
+def refusal(plan: Plan) -> str:
+    """The one line that says why a plan's removals are refused."""
+    return (
+        f"refusing to remove {len(plan.removed_dags)} of {plan.owned_before} owned DAGs "
+        f"(more than {prune_limit(plan.owned_before)}): check the store, then run with "
+        "--force-prune if the removal is intended"
+    )
+
+
+def _apply_locked(
+    plan: Plan,
+    target: Target,
+    objects: dict[str, ObjectState],
+    manifest_before: Manifest,
+    render: Callable[[set[str]], Iterable[FileToWrite]],
+    jobs: int,
+) -> ApplyResult:
     result = ApplyResult()
     if not plan.has_changes and not plan.manifest_changed:
         _ensure_airflowignore(target, objects)
         return result
     manifest_state = objects.get(MANIFEST)
+    _check_manifest(target, manifest_state)
     if plan.added:
         # New files are owned before they exist; digests stay as they were, so nothing
         # about them is trusted until the final manifest.
@@ -111,6 +138,18 @@ def apply_plan(
     if plan.manifest_changed or plan.added:
         _write_manifest(target, plan.manifest, manifest_state)
     return result
+
+
+def _check_manifest(target: Target, listed: ObjectState | None) -> None:
+    """Stop before writing anything when another run published since this one listed
+    the target: its plan no longer knows every owned file."""
+    current = target.read(MANIFEST)
+    now = None if current is None else hashlib.md5(current, usedforsecurity=False).hexdigest()
+    if now != (listed.md5 if listed else None):
+        raise TargetError(
+            f"target {target.url}: cannot publish {MANIFEST}: another run changed it since "
+            "this run listed it; nothing was written: run the sync again"
+        )
 
 
 def _drain(pending: set, progress: Progress, result: ApplyResult, block_until: int) -> set:

@@ -11,6 +11,7 @@ from typing import Any
 from composer.errors import SettingsError
 from composer.layout import MAX_SHARDS
 from composer.model import Limits
+from composer.param_types import ParamType, ParamTypeError, parse_param_type
 from composer.templates import DOTTED_RE, TemplateError, check_tasks
 from composer.yamlio import load_yaml
 
@@ -28,6 +29,11 @@ _KEYS = {
     "limits",
     "shards",
     "paused_at_creation",
+    "operators",
+    "param_types",
+    "tenant_namespaces",
+    "tenant_exceptions",
+    "legacy_files",
 }
 
 
@@ -48,6 +54,16 @@ class FleetSettings:
     shards: int | None = None
     # Unpaused by default: an onboarded district runs with no human step (SPEC 4).
     paused_at_creation: bool = False
+    # What a store value may name beyond what the templates use (composer/allowlist.py).
+    operators: tuple[str, ...] = ()
+    # Declared types of fleet params (composer/param_types.py).
+    param_types: dict[str, ParamType] = field(default_factory=dict)
+    # Param -> the namespace its value must lie in, e.g. dataset: "district_{customer_key}".
+    tenant_namespaces: dict[str, str] = field(default_factory=dict)
+    # customer_id -> {param: the one value outside its namespace it is granted}.
+    tenant_exceptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Legacy file name -> the one customer_id that may publish it.
+    legacy_files: dict[str, str] = field(default_factory=dict)
 
 
 def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
@@ -123,6 +139,7 @@ def load_settings(templates_dir: Path) -> FleetSettings:
     if not isinstance(paused, bool):
         raise SettingsError(f"{path}: paused_at_creation must be true or false")
     _check_setup_tasks(path, raw.get("setup_tasks"))
+    security = _security_settings(path, raw)
     from composer.schedule import normalize_cron
 
     default_schedule = raw.get("default_main_schedule", "0 2 * * *")
@@ -143,4 +160,47 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         limits=_limits(path, raw.get("limits")),
         shards=shards,
         paused_at_creation=paused,
+        **security,
     )
+
+
+def _security_settings(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """The allow-lists and tenant rules (README: Templates, What we decided)."""
+    operators = raw.get("operators") or []
+    if not isinstance(operators, list) or not all(
+        isinstance(o, str) and DOTTED_RE.match(o) for o in operators
+    ):
+        raise SettingsError(f"{path}: operators must be a list of dotted paths")
+    param_types = {}
+    for name, spec in (raw.get("param_types") or {}).items():
+        try:
+            if not isinstance(spec, dict):
+                raise ParamTypeError("declare a type as {type: ..., enum/pattern/...}")
+            param_types[name] = parse_param_type(spec)
+        except ParamTypeError as exc:
+            raise SettingsError(f"{path}: param_types.{name}: {exc}") from None
+    namespaces = raw.get("tenant_namespaces") or {}
+    if not isinstance(namespaces, dict) or not all(
+        isinstance(v, str) and v for v in namespaces.values()
+    ):
+        raise SettingsError(f"{path}: tenant_namespaces must map a param to a namespace")
+    exceptions = raw.get("tenant_exceptions") or {}
+    if not isinstance(exceptions, dict) or not all(
+        isinstance(v, dict) and all(p in namespaces for p in v) for v in exceptions.values()
+    ):
+        raise SettingsError(
+            f"{path}: tenant_exceptions must map a customer_id to {{param: value}} "
+            "for params listed under tenant_namespaces"
+        )
+    legacy = raw.get("legacy_files") or {}
+    if not isinstance(legacy, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in legacy.items()
+    ):
+        raise SettingsError(f"{path}: legacy_files must map a file name to a customer_id")
+    return {
+        "operators": tuple(operators),
+        "param_types": {k: v for k, v in param_types.items() if v is not None},
+        "tenant_namespaces": dict(namespaces),
+        "tenant_exceptions": {k: dict(v) for k, v in exceptions.items()},
+        "legacy_files": dict(legacy),
+    }

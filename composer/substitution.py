@@ -76,6 +76,11 @@ def _segments(text: str) -> tuple[tuple[bool, str], ...]:
     return tuple(out)
 
 
+def segments(text: str) -> tuple[tuple[bool, str], ...]:
+    """(is_placeholder, piece) of a string: placeholder names and verbatim text."""
+    return _segments(text)
+
+
 def placeholders(value: Any) -> set[str]:
     """Every placeholder name referenced anywhere in a nested value."""
     found: set[str] = set()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from composer.param_types import SPEC_KEYS, ParamType, ParamTypeError, parse_param_type
 from composer.substitution import placeholders
 from composer.yamlio import load_yaml
 
@@ -34,7 +35,7 @@ TEMPLATE_KEYS = frozenset(
 )
 ROLLUP_KEYS = frozenset({"sources", "deadline", "description", "per_source"})
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-PARAM_KEYS = frozenset({"required", "default", "description"})
+PARAM_KEYS = frozenset({"required", "default", "description"}) | SPEC_KEYS
 BUILTINS = frozenset(
     {
         "customer_id",
@@ -65,6 +66,7 @@ class ParamSpec:
     name: str
     required: bool = False
     default: Any = None
+    type: ParamType | None = None  # declared type (composer/param_types.py); None: any value
 
 
 @dataclass(frozen=True)
@@ -162,14 +164,20 @@ def parse_template(
     for pname, spec in (raw.get("params") or {}).items():
         if not isinstance(spec, dict) or set(spec) - PARAM_KEYS:
             raise TemplateError(
-                f"params.{pname}", "declare a param as {required: true} or {default: value}"
+                f"params.{pname}",
+                "declare a param as {required: true} or {default: value}, with an optional "
+                "type, enum, pattern, min_length, max_length or runtime",
             )
         if pname in BUILTINS:
             raise TemplateError(f"params.{pname}", "is a built-in param and cannot be declared")
         required = bool(spec.get("required", False))
         if required and "default" in spec:
             raise TemplateError(f"params.{pname}", "a required param cannot have a default")
-        params[pname] = ParamSpec(pname, required, spec.get("default"))
+        try:
+            ptype = parse_param_type(spec)
+        except ParamTypeError as exc:
+            raise TemplateError(f"params.{pname}", str(exc)) from None
+        params[pname] = ParamSpec(pname, required, spec.get("default"), ptype)
     imports = raw.get("imports") or []
     if not isinstance(imports, list) or not all(
         isinstance(i, str) and DOTTED_RE.match(i) for i in imports

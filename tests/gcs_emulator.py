@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import struct
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -97,12 +99,17 @@ class GenerationGate:
     """A loopback proxy to `upstream` that enforces ifGenerationMatch on object writes
     (multipart uploads) and deletes, as GCS does."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, port: int = 0) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         self._upstream = (parsed.hostname or HOST, parsed.port or 80)
         self.calls: list[GateCall] = []
         self.requests: list[str] = []  # "METHOD /path?query" of every request, in order
         self.deny = False  # answer everything with 403, as GCS does without IAM
+        # Fault injection: called with (request number, "METHOD /path"), returns None to
+        # serve the request, "503", "reset" (drop the connection before forwarding) or
+        # "lost" (forward it, then drop the connection: the answer never arrives).
+        self.fault: Callable[[int, str], str | None] = lambda n, request: None
+        self.faults: list[tuple[str, str]] = []  # (fault, request) injected, in order
         self.connections: set[tuple[str, int]] = set()
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -116,7 +123,7 @@ class GenerationGate:
         class Handler(_ProxyHandler):
             owner = gate
 
-        self._httpd = ThreadingHTTPServer((HOST, 0), Handler)
+        self._httpd = ThreadingHTTPServer((HOST, port), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://{HOST}:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -205,9 +212,20 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         gate = self.owner
         gate.connections.add(self.client_address)
-        gate.requests.append(f"{method} {self.path}")
+        request = f"{method} {self.path}"
+        gate.requests.append(request)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        fault = gate.fault(len(gate.requests), request)
+        if fault:
+            gate.faults.append((fault, request))
+        if fault == "503":
+            self._reply(503, [("Content-Type", "application/json")], b'{"error": {"code": 503}}')
+            return
+        if fault == "reset":
+            self._reset()
+            return
+        self._lose_reply = fault == "lost"  # served as usual, then _reply drops it
         if gate.deny:
             self._reply(*_error(403, "caller does not have storage.objects.list access"))
             return
@@ -242,7 +260,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 gate._exit_upload()
         self._reply(status, reply_headers, reply)
 
+    def _reset(self) -> None:
+        """Drop the connection with a TCP reset, as a crashing front end would."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
     def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        if getattr(self, "_lose_reply", False):
+            self._lose_reply = False
+            self._reset()
+            return
         self.send_response(status)
         for key, value in headers:
             if key.lower() not in ("content-length", "connection", "transfer-encoding"):

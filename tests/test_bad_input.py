@@ -219,6 +219,9 @@ def publish_baseline(root: Path, demo_snapshot: Snapshot) -> Baseline:
     (templates / "custom_sync.yaml").write_text(CUSTOM_TEMPLATE)
     for name, text in LEGACY_FILES.items():
         (templates / "legacy" / name).write_text(text)
+    listed = [*LEGACY_FILES, "missing_legacy.py", f"{BAD}__classroom.py"]
+    owned = "".join(f"  {name}: {BAD}\n" for name in listed)
+    edit_template("fleet.yaml", "legacy_files:\n", f"legacy_files:\n{owned}")(templates)
     snapshot = add_customer(demo_snapshot, bad_customer(), *bad_integrations())
     target = root / "dags"
     store = make_store(root / "good.db", snapshot)
@@ -533,7 +536,7 @@ CASES: dict[str, Case] = {
                 }
             },
         ),
-        (E(BAD, "grades", "task_overrides.export_grades.operator", "unknown operator"),),
+        (E(BAD, "grades", "task_overrides.export_grades.operator", "is not allowed"),),
     ),
     "override_operator_not_a_dotted_path": Case(
         overrides("grades", {"export_grades": {"operator": "BashOperator"}}),
@@ -541,7 +544,7 @@ CASES: dict[str, Case] = {
     ),
     "override_operator_that_is_not_an_operator": Case(
         overrides("grades", {"export_grades": {"operator": "composer.callbacks.log_failure"}}),
-        (E(BAD, "grades", "task_overrides.export_grades.operator", "is not an Airflow operator"),),
+        (E(BAD, "grades", "task_overrides.export_grades.operator", "is not allowed"),),
     ),
     "override_unknown_operator_argument": Case(
         overrides("grades", {"export_grades": {"args": {"functionid": "x"}}}),
@@ -942,7 +945,14 @@ def test_references_to_secrets_are_accepted_and_reach_the_dag(tmp_path, fleet_cl
             }
         ),
     )(baseline.snapshot)
-    outcome = run_sync(tmp_path, fleet_cli, baseline, add_customer(snapshot, *fresh_rows()))
+    # Another secret or connection than the customer's own is a tenant exception.
+    grant = edit_template(
+        "fleet.yaml",
+        "tenant_exceptions: {}",
+        f"tenant_exceptions: {{{BAD}: {{sis_client_secret_id: powerschool-bad-isd-v2, "
+        "gcp_conn_id: google_cloud_bad_isd}}",
+    )
+    outcome = run_sync(tmp_path, fleet_cli, baseline, add_customer(snapshot, *fresh_rows()), grant)
     assert outcome.code == 0, outcome.errors
     assert outcome.errors == []
     assert "powerschool-bad-isd-v2" in outcome.parts[BAD]

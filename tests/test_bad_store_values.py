@@ -158,13 +158,20 @@ CASES: dict[str, Case] = {
     "legacy_file_over_the_cap": Case(
         customer(legacy_dag_file="huge_legacy.py"),
         (E(BAD, None, "legacy_dag_file", f"{BAD}/huge_legacy.py is 1,2"),),
-        edit_templates=lambda templates: (templates / "legacy" / "huge_legacy.py").write_text(
-            (TEMPLATES / "legacy" / "lincoln_unified_legacy.py").read_text()
-            + "#" * 1_200_000
-            + "\n"
-        ),
+        edit_templates=lambda templates: _huge_legacy_file(templates),
     ),
 }
+
+
+def _huge_legacy_file(templates: Path) -> None:
+    """A legacy file over the 1 MiB cap, listed for bad-isd (the allow-list comes first)."""
+    (templates / "legacy" / "huge_legacy.py").write_text(
+        (TEMPLATES / "legacy" / "lincoln_unified_legacy.py").read_text() + "#" * 1_200_000 + "\n"
+    )
+    fleet = templates / "fleet.yaml"
+    text = fleet.read_text()
+    assert "legacy_files:\n" in text
+    fleet.write_text(text.replace("legacy_files:\n", f"legacy_files:\n  huge_legacy.py: {BAD}\n"))
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=name) for name, c in CASES.items()])
@@ -182,7 +189,7 @@ def test_size_caps_are_raised_in_fleet_yaml(tmp_path, fleet_cli, baseline):
     def raise_cap(templates: Path) -> None:
         edit_template("fleet.yaml", "params_bytes: 65536", "params_bytes: 100000")(templates)
         # `note` is a fleet param, so only its size is in question.
-        edit_template("fleet.yaml", "  dataset:", "  note: ''\n  dataset:")(templates)
+        edit_template("fleet.yaml", "\nparams:\n", "\nparams:\n  note: ''\n")(templates)
 
     outcome = run_sync(tmp_path, fleet_cli, baseline, snapshot, raise_cap)
     assert (outcome.code, outcome.errors, outcome.notes) == (0, [], [])

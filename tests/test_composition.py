@@ -140,7 +140,10 @@ def test_a_fleet_param_is_overridden_by_the_customer_and_then_the_integration():
 
 def test_a_template_default_sees_the_winning_value_of_the_params_it_references():
     snapshot = one(district(params='{"landing_bucket": "tulsa-landing"}'), grades())
-    load = task(main_of(compose(snapshot)), "grades.load_staging")
+    # The shared landing bucket is tenant-scoped: Tulsa's own bucket is an exception.
+    granted = {CID: {"landing_bucket": "tulsa-landing"}}
+    fleet = dataclasses.replace(settings(), tenant_exceptions=granted)
+    load = task(main_of(compose(snapshot, fleet_settings=fleet)), "grades.load_staging")
     assert load.args["configuration"]["load"]["sourceUris"] == [
         f"gs://tulsa-landing/powerschool/{CID}/{settings().params['run_ds']}/grades.jsonl"
     ]
@@ -445,11 +448,11 @@ def test_an_invalid_active_descendant_is_still_an_active_descendant():
     assert "east" in fleet.active_descendants("root")
 
 
-def outlets(snapshot: Snapshot, customer_id: str) -> set[str]:
+def outlets(snapshot: Snapshot, customer_id: str, **kwargs) -> set[str]:
     """The asset URIs the customer's own generated DAGs emit."""
     return {
         asset.uri
-        for spec in compose(snapshot, customer_id).values()
+        for spec in compose(snapshot, customer_id, **kwargs).values()
         for t in spec.tasks
         for asset in t.args.get("outlets", [])
     }
@@ -488,12 +491,15 @@ def test_a_child_that_renames_its_table_or_dataset_is_rolled_up_by_its_own_names
         params=json.dumps({"sis_base_url": "https://n.example", "grades_table": "gradebook"}),
     )
     snapshot = replace_customer(snapshot, "south-elem", params=json.dumps({"dataset": "se_data"}))
-    rollup = compose(snapshot, "root")["root__rollup"]
+    # A dataset outside the district's namespace is a granted exception (tenant scoping).
+    granted = {"south-elem": {"dataset": "se_data"}}
+    fleet = dataclasses.replace(settings(), tenant_exceptions=granted)
+    rollup = compose(snapshot, "root", fleet_settings=fleet)["root__rollup"]
     assert "bigquery://edu-data-platform/district_north/gradebook" in {a.uri for a in rollup.assets}
     assert "bigquery://edu-data-platform/se_data/grades" in {a.uri for a in rollup.assets}
     assert {a.uri for a in rollup.assets} == outlets(snapshot, "north") | outlets(
         snapshot, "north-elem"
-    ) | outlets(snapshot, "south-elem")
+    ) | outlets(snapshot, "south-elem", fleet_settings=fleet)
     query = rollup_query(rollup)
     assert "FROM `edu-data-platform.district_north.gradebook` WHERE day = run_day" in query
     assert "FROM `edu-data-platform.se_data.grades` WHERE day = run_day" in query

@@ -178,3 +178,43 @@ def test_what_the_parent_warms_is_all_a_build_worker_needs(tmp_path, monkeypatch
     worker_like = _run(BUILD_EVERY_CUSTOMER, tmp_path)
     assert worker_like["errors"] == [] and worker_like["files"] > 20
     assert worker_like["airflow_imported"] == []
+
+
+REFUSED_OPERATOR = """
+    import dataclasses, json, sys
+    from pathlib import Path
+    from composer.build import FleetBuilder
+    from composer.demo import snapshot_from_yaml
+    from composer.store import Snapshot
+    snapshot = snapshot_from_yaml(Path("examples/demo_fleet.yaml"))
+    patch = {"export_grades": {"operator": "airflow.providers.google.NoSuchOperator"}}
+    snapshot = Snapshot(snapshot.customers, tuple(
+        dataclasses.replace(i, task_overrides=json.dumps(patch))
+        if (i.customer_id, i.integration_id) == ("houston-isd", "grades") else i
+        for i in snapshot.integrations
+    ))
+    build = FleetBuilder(snapshot, Path("templates")).build("houston-isd")
+    print(json.dumps({
+        "errors": [str(e) for e in build.errors],
+        "airflow_imported": sorted(m for m in sys.modules if m.split(".")[0] == "airflow")[:5],
+    }))
+"""
+
+
+def test_an_operator_outside_the_allow_list_is_refused_without_importing_airflow(tmp_path):
+    """A bad operator name in the store used to be imported on every run (12-28 s of
+    Airflow and providers): refused by name now, a warm run still imports nothing."""
+    _run(SYNC_ONE_CUSTOMER, tmp_path)  # warm the cache with the valid fleet
+    for _ in range(2):
+        refused = _run(REFUSED_OPERATOR, tmp_path)
+        assert refused["airflow_imported"] == []
+        assert len(refused["errors"]) == 1 and "is not allowed" in refused["errors"][0]
+
+
+def test_template_fields_are_learned_and_kept_with_the_signature(tmp_path):
+    learned = OperatorCatalog(facts=FactCache(tmp_path))
+    fields, ext = learned.templated(BIGQUERY)
+    assert "configuration" in fields and ".sql" in ext
+    reread = OperatorCatalog(facts=FactCache(tmp_path))
+    assert reread.facts.get(f"operator:{BIGQUERY}")["template_fields"] == sorted(fields)
+    assert reread.templated(BIGQUERY) == (fields, ext)

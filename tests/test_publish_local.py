@@ -59,7 +59,7 @@ def test_output_is_byte_identical_across_runs(tmp_path, demo_snapshot):
     sync(store, tmp_path / "b")
     a, b = snapshot_files(tmp_path / "a"), snapshot_files(tmp_path / "b")
     files = published(tmp_path / "a")["files"]
-    assert len(a) == len(files) + 2  # the DAG files, the manifest and .airflowignore
+    assert len(a) == len(files) + 3  # the DAG files, the manifest, .airflowignore, the lock
     assert a == b
 
 
@@ -217,13 +217,14 @@ def test_a_crash_mid_sync_leaves_no_half_written_file_and_the_next_run_converges
     assert again.errors == []
 
 
-def test_a_temp_file_left_by_a_killed_run_is_cleaned_up(tmp_path, demo_snapshot):
+def test_a_temp_file_left_by_a_killed_run_is_cleaned_up(tmp_path, demo_snapshot, fleet_cli):
+    """By the next `fleet sync`, which lists the target under the lock."""
     target = tmp_path / "dags"
     store = make_store(tmp_path / "fleet.db", demo_snapshot)
     sync(store, target)
     leftover = target / f"{TMP_PREFIX}abc123"
     leftover.write_bytes(b"half a DAG")
-    sync(store, target)
+    assert fleet_cli("sync", "--store", store, "--target", f"file://{target}")[0] == 0
     assert not leftover.exists()
 
 

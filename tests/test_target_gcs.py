@@ -12,6 +12,7 @@ import hashlib
 import logging
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from composer.plan import MANIFEST
 from composer.store import Snapshot
 from composer.targets import open_target
 from composer.targets.gcs import GcsTarget, md5_hex, parse_gs_url
+from composer.targets.lock import LOCK_FILE
 from tests.conftest import (
     TEMPLATES,
     dag_file,
@@ -66,7 +68,12 @@ def errors(stderr: str) -> list[str]:
 
 
 def local_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """A local target's files, but its lock file (a local target's alone)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and p.name != LOCK_FILE
+    }
 
 
 # -- the target on its own ---------------------------------------------------------------
@@ -213,8 +220,8 @@ def test_two_runs_planned_together_cannot_both_publish(
     apply_fleet(first)
     published = fleet_objects(gcs_emulator, bucket)
 
-    # The first precondition to fail is the manifest's: the second run saw none.
-    with pytest.raises(TargetError, match=r"cannot write .*another run changed it"):
+    # The manifest is re-read before anything is written (and every write is conditional).
+    with pytest.raises(TargetError, match=r"another run changed .* since this run listed it"):
         apply_fleet(second)
 
     assert fleet_objects(gcs_emulator, bucket) == published  # the second run changed nothing
@@ -229,7 +236,7 @@ def test_two_runs_planned_together_with_identical_files_leave_the_same_fleet(
     first, second = plan_fleet(demo_store, url, TEMPLATES), plan_fleet(demo_store, url, TEMPLATES)
     apply_fleet(first)
     published = fleet_objects(gcs_emulator, bucket)
-    with pytest.raises(TargetError, match=r"cannot write .*another run changed it"):
+    with pytest.raises(TargetError, match=r"another run changed .* since this run listed it"):
         apply_fleet(second)
     assert fleet_objects(gcs_emulator, bucket) == published
     third = plan_fleet(demo_store, url, TEMPLATES)
@@ -252,18 +259,22 @@ def test_missing_bucket_exits_3_and_writes_nothing(demo_store, gcs_emulator, buc
     assert gcs_emulator.objects(bucket) == {}
 
 
-def test_unreachable_endpoint_fails_at_once_with_one_line(demo_store, monkeypatch, fleet_cli):
-    """No multi-minute retry loop: a refused connection is not retried."""
+def test_an_unreachable_endpoint_is_retried_until_the_deadline_then_fails_with_one_line(
+    demo_store, monkeypatch, fleet_cli
+):
+    """Refused connections are retried with backoff, for a bounded time, then one line."""
     import composer.targets.gcs as gcs
 
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(gcs, "RETRY_DEADLINE", 2.0)
     decisions: list[bool] = []
     real = gcs._retryable
     monkeypatch.setattr(gcs, "_retryable", lambda exc: decisions.append(real(exc)) or decisions[-1])
 
+    started = time.monotonic()
     code, _, err = fleet_cli(
         "sync", "--store", demo_store, "--target", "gs://fleet-bucket/dags/fleet"
     )
@@ -271,9 +282,10 @@ def test_unreachable_endpoint_fails_at_once_with_one_line(demo_store, monkeypatc
     assert code == 3
     assert errors(err) == [
         "error: target gs://fleet-bucket/dags/fleet: cannot reach the storage endpoint "
-        f"http://127.0.0.1:{port} to list objects"
+        f"http://127.0.0.1:{port} to list objects (gave up after 2s of retries)"
     ]
-    assert decisions == [False]  # asked once whether to retry, and it said no
+    assert len(decisions) >= 2 and all(decisions)  # retried, with backoff, then gave up
+    assert time.monotonic() - started < 10
 
 
 def test_permission_denied_names_the_role(demo_store, bucket, gate, fleet_cli):

@@ -26,10 +26,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from composer.build import FleetBuilder
+from composer.inert import SAFE_MACRO
 from composer.params import looks_like_credential
 from composer.settings import load_settings
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from composer.substitution import placeholders
+from tests.airflow_render import render
 from tests.conftest import TEMPLATES
 
 CID = "prop-isd"
@@ -211,6 +213,19 @@ def assert_calls_only_what_the_renderer_imported(source: str) -> None:
         ), ast.unparse(node)
 
 
+def at_run_time(value: object, context: dict) -> object:
+    """What Airflow renders a store value in a templated field to: the same text, with
+    only the plain run-date variables (`{{ ds }}`) filled in (mapping keys are not
+    rendered)."""
+    if isinstance(value, str):
+        return SAFE_MACRO.sub(lambda m: str(context[m.group(1)]), value)
+    if isinstance(value, dict):
+        return {k: at_run_time(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [at_run_time(v, context) for v in value]
+    return value
+
+
 def check_held_exactly(
     customer_value: str,
     integration_value: str,
@@ -227,7 +242,14 @@ def check_held_exactly(
     bag = dagbag_of(files)
     assert not SENTINEL.exists(), "an injected payload ran"
     main = bag.dags[f"{CID}__main"]
-    export = main.get_task("grades.export_grades")
+    # Every value checked below lands in a templated field: what counts is what
+    # Airflow renders at run time (composer/inert.py), with the run-date variables.
+    export, context = render(main.get_task("grades.export_grades"))
+    assert not SENTINEL.exists(), "an injected payload ran when Airflow rendered it"
+    customer_value, integration_value, override_value, json_value = (
+        at_run_time(v, context)
+        for v in (customer_value, integration_value, override_value, json_value)
+    )
     assert export.function_id == customer_value
     assert export.location == integration_value
     assert export.project_id == override_value

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from composer.errors import StoreError
+from composer.errors import StoreUrlError
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.sql"
 
@@ -83,7 +83,7 @@ def open_store(url: str, *, create: bool = False) -> Store:
         from composer.store.spanner import SpannerStore
 
         return SpannerStore(url)
-    raise StoreError(
+    raise StoreUrlError(
         f"unsupported store URL {url!r}: use sqlite:///path/fleet.db or "
         "spanner://projects/P/instances/I/databases/D"
     )

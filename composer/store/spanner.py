@@ -34,7 +34,7 @@ from google.cloud.spanner_v1 import Client
 from google.cloud.spanner_v1.data_types import JsonObject
 from google.cloud.spanner_v1.database import Database
 
-from composer.errors import StoreError
+from composer.errors import StoreError, StoreUrlError
 from composer.store import CustomerRow, IntegrationRow, Snapshot, schema_statements
 
 EMULATOR_ENV = "SPANNER_EMULATOR_HOST"
@@ -94,7 +94,7 @@ def parse_url(url: str) -> tuple[str, str, str]:
     """(project, instance, database) of a spanner:// URL, or StoreError."""
     match = _URL_RE.fullmatch(url)
     if match is None:
-        raise StoreError(f"malformed Spanner store URL {_redact(url)!r}: expected {URL_FORM}")
+        raise StoreUrlError(f"malformed Spanner store URL {_redact(url)!r}: expected {URL_FORM}")
     parts = match.group("project", "instance", "database")
     for kind, value, pattern in zip(
         ("project", "instance", "database"),
@@ -103,7 +103,7 @@ def parse_url(url: str) -> tuple[str, str, str]:
         strict=True,
     ):
         if not pattern.fullmatch(value):
-            raise StoreError(
+            raise StoreUrlError(
                 f"malformed Spanner store URL {_redact(url)!r}: {value!r} is not a valid "
                 f"{kind} id; expected {URL_FORM}"
             )

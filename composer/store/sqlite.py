@@ -40,13 +40,31 @@ def sqlite_ddl(statement: str) -> str:
 
 
 class SqliteStore:
+    """`sqlite:///fleet.db` is relative to the working directory and
+    `sqlite:////abs/fleet.db` absolute (as SQLAlchemy and Airflow read them); every error
+    names the file that was actually opened."""
+
     def __init__(self, url: str, *, create: bool = False) -> None:
         self.url = url
-        self.path = Path(url.removeprefix("sqlite:///"))
+        self.path = Path(url.removeprefix("sqlite:///")).absolute()
+        self.relative = not url.removeprefix("sqlite:///").startswith("/")
+        # "store sqlite:///x.db (/cwd/x.db)": the URL as given, and the file it means
+        self.where = f"store {url} ({self.path})" if self.relative else f"store {url}"
         if not create and not self.path.is_file():
-            raise StoreError(
-                f"store {url}: no such SQLite file (create it with `fleet store init`)"
+            raise StoreError(self._missing())
+
+    def _missing(self) -> str:
+        hint = ""
+        if self.relative:
+            absolute = "/" + self.url.removeprefix("sqlite:///")
+            hint = (
+                f"; sqlite:/// with three slashes is relative to the working directory, "
+                f"for {absolute} write sqlite:///{absolute}"
             )
+        return (
+            f"{self.where}: no such SQLite file{hint}; create it with "
+            f"`fleet store init --store sqlite:///{self.path}`"
+        )
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -55,7 +73,7 @@ class SqliteStore:
             conn.execute("PRAGMA foreign_keys = ON")
             return conn
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"store {self.url}: cannot open: {exc}") from exc
+            raise StoreError(f"{self.where}: cannot open: {exc}") from exc
 
     def init_schema(self) -> None:
         conn = self._connect()
@@ -64,7 +82,7 @@ class SqliteStore:
                 for statement in schema_statements():
                     conn.execute(sqlite_ddl(statement))
         except sqlite3.Error as exc:
-            raise StoreError(f"store {self.url}: cannot apply the schema: {exc}") from exc
+            raise StoreError(f"{self.where}: cannot apply the schema: {exc}") from exc
         finally:
             conn.close()
 
@@ -81,7 +99,7 @@ class SqliteStore:
             ).fetchall()
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(f"store {self.url}: cannot read: {exc}") from exc
+            raise StoreError(f"{self.where}: cannot read: {exc}") from exc
         finally:
             conn.close()
         return Snapshot(
@@ -148,7 +166,7 @@ class SqliteStore:
                     ],
                 )
         except sqlite3.Error as exc:
-            raise StoreError(f"store {self.url}: cannot insert: {exc}") from exc
+            raise StoreError(f"{self.where}: cannot insert: {exc}") from exc
         finally:
             conn.close()
 

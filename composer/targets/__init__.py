@@ -7,10 +7,12 @@ which order is decided by `composer.plan` and `composer.publish`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from composer.errors import TargetError
+from composer.errors import TargetUrlError
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,16 @@ class Target(Protocol):
         """Remove the object; a missing object is not an error."""
         ...
 
+    def lock(
+        self,
+        wait: float,
+        *,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> contextlib.AbstractContextManager[None]:
+        """Keep other runs from publishing here meanwhile (re-entrant); after `wait`
+        seconds, TargetError naming the holder. A no-op where preconditions do the job."""
+        ...
+
 
 def open_target(url: str) -> Target:
     if url.startswith("file://"):
@@ -50,6 +62,6 @@ def open_target(url: str) -> Target:
         from composer.targets.gcs import GcsTarget
 
         return GcsTarget(url)
-    raise TargetError(
+    raise TargetUrlError(
         f"unsupported target URL {url!r}: use file:///path/dags or gs://bucket/prefix"
     )

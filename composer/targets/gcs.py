@@ -6,8 +6,11 @@ Why the details matter:
   silently overwrite each other: the slower one fails and the next run converges.
 - One shared client whose HTTP connection pool is sized for publish's thread pool:
   parallel uploads reuse their connections instead of reopening one per file.
-- Failures fail fast with one line: an unreachable endpoint is not retried (the
-  scheduler retries the task), transient 429/5xx are retried for at most a minute.
+- Transient failures are retried with exponential backoff (0.5 s doubling to 8 s, with
+  jitter) for at most a minute per call: 408/429/5xx answers, and connections refused,
+  reset or timed out (a network blip, a front end restarting). Every write is
+  conditional, so retrying one whose answer was lost is safe: the 412 that follows is
+  checked against the bytes we sent. After the minute the run fails with one line.
 - With STORAGE_EMULATOR_HOST set, the client talks to that emulator anonymously.
 """
 
@@ -19,14 +22,15 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from composer.errors import TargetError
+from composer.errors import TargetError, TargetUrlError
 from composer.targets import ObjectState
 
 TIMEOUT = (10.0, 60.0)  # seconds: (connect, read) per HTTP request
 RETRY_DEADLINE = 60.0  # seconds across all retries of one call
+RETRY_INITIAL, RETRY_MAXIMUM = 0.5, 8.0  # seconds between retries: first, largest
 POOL_SIZE = 64  # HTTP connections kept per host; >= publish's --jobs (default 16)
 PAGE_SIZE = 1000
 LIST_FIELDS = "items(name,md5Hash,generation),nextPageToken"
@@ -46,7 +50,7 @@ def parse_gs_url(url: str) -> tuple[str, str]:
     bucket, _, prefix = rest.partition("/")
     prefix = prefix.strip("/")
     if not url.startswith("gs://") or not _BUCKET.fullmatch(bucket) or "//" in prefix:
-        raise TargetError(f"invalid target URL {url!r}: expected gs://bucket/prefix")
+        raise TargetUrlError(f"invalid target URL {url!r}: expected gs://bucket/prefix")
     return bucket, prefix
 
 
@@ -81,10 +85,11 @@ def _unreachable(exc: BaseException | None) -> bool:
 
 
 def _retryable(exc: Exception) -> bool:
-    """The storage client's own transient-error rules, minus connection failures."""
+    """The storage client's own transient-error rules: 408, 429, 5xx, and connections
+    refused, reset or timed out."""
     from google.cloud.storage.retry import _should_retry
 
-    return not _unreachable(exc) and _should_retry(exc)
+    return bool(_should_retry(exc))
 
 
 class GcsTarget:
@@ -97,8 +102,13 @@ class GcsTarget:
         self._lock = threading.Lock()
         from google.api_core.retry import Retry
 
+        self._deadline = RETRY_DEADLINE
         self._retry = Retry(
-            predicate=_retryable, initial=0.5, maximum=8.0, multiplier=2.0, timeout=RETRY_DEADLINE
+            predicate=_retryable,
+            initial=RETRY_INITIAL,
+            maximum=RETRY_MAXIMUM,
+            multiplier=2.0,
+            timeout=self._deadline,
         )
 
     # -- Target protocol -------------------------------------------------------------
@@ -167,6 +177,16 @@ class GcsTarget:
             except PreconditionFailed:
                 raise TargetError(self._conflict(path, "delete", match)) from None
 
+    def lock(
+        self,
+        wait: float,
+        *,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> contextlib.AbstractContextManager[None]:
+        """No lock object in the bucket: every write and delete is conditional on the
+        generation the plan listed, so of two overlapping runs the later one stops."""
+        return contextlib.nullcontext()
+
     # -- internals -------------------------------------------------------------------
 
     def _name(self, path: str) -> str:
@@ -226,9 +246,14 @@ class GcsTarget:
                 f"needs roles/storage.objectAdmin on bucket {self.bucket_name})"
             ) from exc
         except api.RetryError as exc:
+            gave_up = f"gave up after {self._deadline:g}s of retries"
+            if _unreachable(exc.cause):
+                raise TargetError(
+                    f"{where}: cannot reach the storage endpoint {_endpoint()} to {action} "
+                    f"({gave_up})"
+                ) from exc
             raise TargetError(
-                f"{where}: cannot {action}: gave up after {RETRY_DEADLINE:.0f}s of retries: "
-                f"{_one_line(str(exc.cause or exc))}"
+                f"{where}: cannot {action}: {gave_up}: {_one_line(str(exc.cause or exc))}"
             ) from exc
         except api.GoogleAPICallError as exc:
             raise TargetError(
