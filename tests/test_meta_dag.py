@@ -259,7 +259,7 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
     assert "1 invalid customers: dallas-isd" in log
     valid_only = make_store(tmp_path / "valid.db", remove_customer(demo_snapshot, "dallas-isd"))
     expected = plan_fleet(valid_only, f"file://{tmp_path / 'empty'}", TEMPLATES).plan
-    assert len(expected.removed_dags) == 0 and len(expected.manifest.customers) == 15
+    assert len(expected.removed_dags) == 0 and len(expected.manifest.customers) == 14
     expected = expected.added
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == expected
     report = (target / "fleet-report.html").read_text()
