@@ -86,6 +86,17 @@ def _date(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _jobs_option(parser: argparse.ArgumentParser) -> None:
+    """Parallel uploads: bounded by the GCS connection pool (sync and deploy alike)."""
+    parser.add_argument(
+        "--jobs",
+        type=_bounded(1, MAX_JOBS),
+        default=16,
+        metavar="N",
+        help=f"parallel uploads (default 16; 1 to {MAX_JOBS})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand and option; out-of-range values are usage errors (exit 2)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -155,13 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--force-prune", action="store_true", help="allow removing more than 10%% of the fleet"
     )
-    sync.add_argument(
-        "--jobs",
-        type=_bounded(1, MAX_JOBS),
-        default=16,
-        metavar="N",
-        help=f"parallel uploads (default 16; 1 to {MAX_JOBS})",
-    )
+    _jobs_option(sync)
     sync.add_argument(
         "--lock-wait",
         type=_seconds,
@@ -215,12 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=".airflowignore syntax of the environment (default: glob when fleet.yaml "
         "airflow_target is 3, regexp when 2)",
     )
-    deploy.add_argument(
-        "--jobs",
-        type=_bounded(1, MAX_JOBS),
-        default=16,
-        metavar="N",
-        help=f"parallel uploads (default 16; 1 to {MAX_JOBS})",
-    )
+    _jobs_option(deploy)
     deploy.add_argument("--dry-run", action="store_true", help="show the changes; write nothing")
     return parser
