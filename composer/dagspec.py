@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Variant = Literal["main", "cron", "rollup", "legacy"]
@@ -23,6 +23,18 @@ class AssetRef:
     for Airflow 3 and `Dataset(uri)` for Airflow 2, in outlets and in asset schedules."""
 
     uri: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """A typed value: `callee(*args, **kwargs)` written as a constructor call whose
+    arguments are literals (plain data, AssetRefs or nested Calls). `callee` is always a
+    class or function the generator chose from an allow-list (a timedelta, an Asset, a
+    provider's model class), never a name a store value supplied."""
+
+    callee: CodeRef
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

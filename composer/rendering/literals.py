@@ -3,7 +3,8 @@
 Every value is written as a literal of plain data (repr of str/int/float/bool/None,
 recursively for lists and dicts), so no config value can ever become code. The one
 exception, CodeRef, is a name the renderer itself imported from an allow-list; an
-AssetRef is that target's asset class called with the URI as a string literal.
+AssetRef is that target's asset class called with the URI as a string literal, and a
+Call is such an imported name called with literal arguments.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from composer.dagspec import AssetRef, CodeRef
+from composer.dagspec import AssetRef, Call, CodeRef
 
 INDENT = "    "
 WIDTH = 96
@@ -45,6 +46,17 @@ def _layout(value: Any, name_of: Callable[[CodeRef], str], indent: int) -> tuple
         flat = "[" + ", ".join(child[0] for child in children) + "]"
         lines = [child[1] for child in children]
         brackets = "[]"
+    elif isinstance(value, Call):
+        callee = name_of(value.callee)
+        children = [_layout(v, name_of, indent + 1) for v in value.args]
+        named = [(_keyword(k), _layout(v, name_of, indent + 1)) for k, v in _call_items(value)]
+        flat = (
+            f"{callee}("
+            + ", ".join([*(c[0] for c in children), *(f"{k}={c[0]}" for k, c in named)])
+            + ")"
+        )
+        lines = [*(c[1] for c in children), *(f"{k}={c[1]}" for k, c in named)]
+        brackets = f"{callee}(", ")"
     else:
         flat = _flat(value, name_of)
         return flat, flat
@@ -53,6 +65,16 @@ def _layout(value: Any, name_of: Callable[[CodeRef], str], indent: int) -> tuple
     pad, inner = INDENT * indent, INDENT * (indent + 1)
     body = "\n".join(f"{inner}{line}," for line in lines)
     return flat, f"{brackets[0]}\n{body}\n{pad}{brackets[1]}"
+
+
+def _keyword(name: Any) -> str:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise NotALiteral(f"keyword argument name {name!r} is not an identifier")
+    return name
+
+
+def _call_items(call: Call) -> list[tuple[str, Any]]:
+    return sorted(call.kwargs.items())
 
 
 def _sorted_items(value: dict) -> list[tuple[Any, Any]]:
@@ -73,6 +95,8 @@ def _flat(value: Any, name_of: Callable[[CodeRef], str]) -> str:
         return name_of(value)
     if isinstance(value, AssetRef):
         return f"{name_of(ASSET_CLASS)}({value.uri!r})"
+    if isinstance(value, Call):
+        return _layout(value, name_of, 0)[0]
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_flat(v, name_of) for v in value) + "]"
     if isinstance(value, dict):
