@@ -43,6 +43,7 @@ def snapshot_from_yaml(path: Path = DEMO_FILE) -> Snapshot:
                     schedule=i.get("schedule"),
                     params=_json(i.get("params")),
                     task_overrides=_json(i.get("task_overrides")),
+                    template_version=i.get("template_version"),
                 )
             )
     return Snapshot(tuple(customers), tuple(integrations))

@@ -53,6 +53,8 @@ class Integration:
     schedule: str | None  # normalized cron, or None for the main DAG
     params: dict[str, Any]
     task_overrides: dict[str, Any] | None
+    # Pinned version of its template (composer/versions.py); None: default or rollout.
+    template_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,12 +205,15 @@ def _integration(
     overrides = _json_object(
         row.task_overrides, "task_overrides", problems, limits.task_overrides_bytes
     )
+    pin = row.template_version
+    if pin is not None and (isinstance(pin, bool) or not isinstance(pin, int) or pin < 1):
+        problems.append(f"template_version|must be a positive integer or NULL, not {pin!r}")
     ident = row.integration_id if valid_id else repr(row.integration_id)
     errors.extend((ident, p) for p in problems)
     if problems:
         return None
     return Integration(
-        row.customer_id, row.integration_id, row.template, schedule, params or {}, overrides
+        row.customer_id, row.integration_id, row.template, schedule, params or {}, overrides, pin
     )
 
 

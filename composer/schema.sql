@@ -30,3 +30,7 @@ CREATE TABLE integrations (
 -- environment: pin the customer (and its org tree) to one Composer environment of
 -- fleet.yaml's `environments:`; NULL = assigned by rendezvous hashing.
 ALTER TABLE customers ADD COLUMN environment STRING(64);
+
+-- template_version: pin the integration to one version of its template (a template file
+-- may carry several, composer/versions.py); NULL = the file's default or the rollout's.
+ALTER TABLE integrations ADD COLUMN template_version INT64;

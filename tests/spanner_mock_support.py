@@ -52,7 +52,12 @@ PROJECT = "test-project"
 INSTANCE = "fleet"
 DATABASE = "fleet"
 
-_TYPE_CODES = {"STRING": TypeCode.STRING, "BOOL": TypeCode.BOOL, "JSON": TypeCode.JSON}
+_TYPE_CODES = {
+    "STRING": TypeCode.STRING,
+    "BOOL": TypeCode.BOOL,
+    "JSON": TypeCode.JSON,
+    "INT64": TypeCode.INT64,
+}
 _CREATE_TABLE_RE = re.compile(r"CREATE TABLE (\w+) \((.*)\) PRIMARY KEY", re.IGNORECASE)
 _COLUMN_RE = re.compile(r"(\w+) ([A-Z0-9_]+)(?:\([^)]*\))?( NOT NULL)?", re.IGNORECASE)
 
@@ -212,7 +217,7 @@ def _result_set(
 
 
 def _value(code: TypeCode, value: Any, where: str) -> struct_pb2.Value:
-    """One cell as Spanner sends it: NULL, a bool, or text (STRING and JSON alike)."""
+    """One cell as Spanner sends it: NULL, a bool, or text (STRING, JSON and INT64 alike)."""
     if value is None:
         return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
     if code == TypeCode.BOOL:
@@ -227,6 +232,10 @@ def _value(code: TypeCode, value: Any, where: str) -> struct_pb2.Value:
                 raise ValueError(f"{where}: not JSON: {exc}") from None
             return struct_pb2.Value(string_value=value)
         return struct_pb2.Value(string_value=json.dumps(value, ensure_ascii=False, allow_nan=False))
+    if code == TypeCode.INT64:  # Spanner sends INT64 as decimal text
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: not an integer: {value!r}")
+        return struct_pb2.Value(string_value=str(value))
     if not isinstance(value, str):
         raise ValueError(f"{where}: not a string: {value!r}")
     return struct_pb2.Value(string_value=value)

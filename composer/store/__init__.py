@@ -38,6 +38,7 @@ class IntegrationRow:
     schedule: str | None = None
     params: Any = None
     task_overrides: Any = None
+    template_version: Any = None  # pinned template version (composer/versions.py); None = not
 
 
 @dataclass(frozen=True)

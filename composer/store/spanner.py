@@ -77,6 +77,7 @@ INTEGRATION_COLUMNS = (
     "params",
     "task_overrides",
     "enabled",
+    "template_version",
 )
 # The two queries of read_snapshot, public so that tests can answer them on the client's
 # own mock server (tests/spanner_mock_support.py) without copying them.
@@ -261,10 +262,14 @@ class SpannerStore:
             else:
                 what = f"database {self.database_path}"
             return f"{where}: {what} not found ({detail}); {self._creation_hint()}"
-        missing_column = re.search(r"Unrecognized name: (environment)", detail, re.IGNORECASE)
+        missing_column = re.search(
+            r"Unrecognized name: (environment|template_version)", detail, re.IGNORECASE
+        )
         if isinstance(exc, gexc.InvalidArgument) and missing_column:
+            column = missing_column.group(1).lower()
+            table = "customers" if column == "environment" else "integrations"
             return (
-                f"{where}: column customers.{missing_column.group(1)} not found (a store made "
+                f"{where}: column {table}.{column} not found (a store made "
                 f"before it); add it with `fleet store init --store {self.url}` or terraform apply"
             )
         missing_table = re.search(r"Table not found: ([\w.]+)", detail, re.IGNORECASE)

@@ -19,6 +19,7 @@ _TYPES = [
     (re.compile(r"\bSTRING\(\w+\)"), "TEXT"),
     (re.compile(r"\bBOOL\b"), "INTEGER"),
     (re.compile(r"\bJSON\b"), "TEXT"),
+    (re.compile(r"\bINT64\b"), "INTEGER"),
 ]
 CUSTOMER_COLUMNS = "customer_id, name, timezone, parent_customer_id, active, main_schedule, legacy_dag_file, params"
 # Columns added after the first release (ALTER TABLE in the schema file): a store made
@@ -27,6 +28,7 @@ LATE_CUSTOMER_COLUMNS = ("environment",)
 INTEGRATION_COLUMNS = (
     "customer_id, integration_id, template, schedule, params, task_overrides, enabled"
 )
+LATE_INTEGRATION_COLUMNS = ("template_version",)
 
 
 def sqlite_ddl(statement: str) -> str:
@@ -111,8 +113,13 @@ class SqliteStore:
             customers = conn.execute(
                 f"SELECT {CUSTOMER_COLUMNS}, {late} FROM customers ORDER BY customer_id"
             ).fetchall()
+            present = _columns(conn, "integrations")
+            late_i = ", ".join(
+                c if c in present else f"NULL AS {c}" for c in LATE_INTEGRATION_COLUMNS
+            )
             integrations = conn.execute(
-                f"SELECT {INTEGRATION_COLUMNS} FROM integrations ORDER BY customer_id, integration_id"
+                f"SELECT {INTEGRATION_COLUMNS}, {late_i} FROM integrations "
+                "ORDER BY customer_id, integration_id"
             ).fetchall()
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -143,6 +150,7 @@ class SqliteStore:
                     params=r[4],
                     task_overrides=r[5],
                     enabled=bool(r[6]),
+                    template_version=r[7],
                 )
                 for r in integrations
             ),
@@ -171,7 +179,8 @@ class SqliteStore:
                     ],
                 )
                 conn.executemany(
-                    f"INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO integrations ({INTEGRATION_COLUMNS}, template_version) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             i.customer_id,
@@ -181,6 +190,7 @@ class SqliteStore:
                             _text(i.params),
                             _text(i.task_overrides),
                             bool(i.enabled),
+                            i.template_version,
                         )
                         for i in snapshot.integrations
                     ],
