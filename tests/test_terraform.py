@@ -328,7 +328,7 @@ def test_no_terraform_file_holds_a_copy_of_the_ddl() -> None:
 
 def test_schema_split_yields_exactly_the_two_create_table_statements(tf: Module) -> None:
     statements = _split_schema(SCHEMA_FILE.read_text(encoding="utf-8"), *_ddl_pipeline(tf))
-    assert len(statements) == 3, statements
+    assert len(statements) == 4, statements
     for statement in statements:
         assert "--" not in statement and ";" not in statement, statement
     names = [re.match(r"CREATE TABLE (\w+)\s*\(", s).group(1) for s in statements[:2]]
@@ -336,6 +336,7 @@ def test_schema_split_yields_exactly_the_two_create_table_statements(tf: Module)
     assert statements[1].endswith("INTERLEAVE IN PARENT customers ON DELETE CASCADE")
     # Append-only: a column added later is a new ALTER TABLE at the end.
     assert statements[2] == "ALTER TABLE customers ADD COLUMN environment STRING(64)"
+    assert statements[3] == "ALTER TABLE integrations ADD COLUMN template_version INT64"
 
 
 def test_terraform_splits_the_schema_like_the_python_twin(tf: Module, tmp_path: Path) -> None:
@@ -358,7 +359,7 @@ def test_terraform_splits_the_schema_like_the_python_twin(tf: Module, tmp_path: 
     from_terraform = json.loads(json.loads(literal))
     from_python = _split_schema(SCHEMA_FILE.read_text(encoding="utf-8"), *_ddl_pipeline(tf))
     assert from_terraform == from_python
-    assert len(from_terraform) == 3
+    assert len(from_terraform) == 4
 
 
 # --------------------------------------------------------------------------
