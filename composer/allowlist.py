@@ -68,7 +68,9 @@ def allowed_operators(settings: FleetSettings, templates: TemplateCatalog) -> fr
     tasks = list((settings.setup_tasks or {}).values())
     for name in templates.names():
         try:
-            tasks.extend(templates.get(name).tasks.values())
+            template = templates.get(name)
+            for one in (template.versions or {0: template}).values():  # composer/versions.py
+                tasks.extend(one.tasks.values())
         except TemplateError:
             continue
     found.update(t["operator"] for t in tasks if isinstance(t, dict) and "operator" in t)

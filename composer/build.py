@@ -32,6 +32,7 @@ from composer.rendering.literals import NotALiteral
 from composer.settings import FleetSettings, load_settings
 from composer.store import Snapshot
 from composer.templates import TemplateCatalog
+from composer.versions import check_rollout
 
 
 @dataclass
@@ -54,6 +55,7 @@ class FleetBuilder:
         self.settings = settings or load_settings(templates_dir)
         self.fleet = build_fleet(snapshot, self.settings.limits)
         catalog = TemplateCatalog(templates_dir, frozenset(self.settings.params))
+        check_rollout(self.settings, catalog)  # a rollout naming no version stops the run
         # What importing taught earlier runs: operator signatures and checked legacy files.
         self.facts = FactCache.default()
         operators = operators or OperatorCatalog(self.settings.airflow_target, self.facts)

@@ -155,6 +155,10 @@ def _plan_or_sync(args: argparse.Namespace, store_url: str) -> int:
         for label, paths in (("+", plan.added), ("~", plan.changed), ("-", plan.removed)):
             for path in paths:
                 print(f"{label} {path}")
+        from composer.versions import plan_lines
+
+        for line in plan_lines(fleet_plan.builder):  # who runs which template version
+            print(line)
         if args.diff:
             sys.stdout.writelines(fleet_plan.diff())
         refused = " (removal refused without --force-prune)" if plan.prune_refused else ""

@@ -44,6 +44,10 @@ def run_environments(args: argparse.Namespace, store_url: str, templates: Path) 
             changes |= bool(plan and plan.has_changes)
         for line in move_lines(results):
             print(line)
+        from composer.versions import plan_lines
+
+        for line in plan_lines(builder):  # who runs which template version, fleet-wide
+            print(line)
         if args.diff:
             for result in results:
                 if result.plan is not None:

@@ -42,6 +42,7 @@ from composer.substitution import (
     substitute,
 )
 from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
+from composer.versions import choose, finish, leaves_main, param_view
 
 SETUP_GROUP = ""
 
@@ -95,13 +96,17 @@ class Composer(DagShapes):
         errors: list[ConfigError] = []
         main_blocks: list[tuple[Integration, Template, list[TaskSpec], GroupSpec]] = []
         is_parent = bool(self.fleet.children.get(customer.customer_id))
-        unused = layers.unknown_params(self.settings, customer, self.templates.get, is_parent)
+        unused = layers.unknown_params(
+            self.settings, customer, lambda name: param_view(self.templates.get(name)), is_parent
+        )
         if unused:  # a typo'd param: the rest would be judged against what was not meant
             return [], unused
         descendants = self.fleet.active_descendants(customer.customer_id)
         for integration in customer.integrations:
             try:
                 variant = "main" if integration.schedule is None else "cron"
+                if variant == "main" and leaves_main(self.settings, integration):
+                    continue  # the kill switch (composer/versions.py)
                 template = self._template(customer, integration, variant)
                 if variant == "main":
                     main_blocks.append(
@@ -131,6 +136,7 @@ class Composer(DagShapes):
                     specs.append(rollup)
             except InvalidConfig as exc:
                 errors.append(exc.error)
+        specs = finish(self.settings, self.templates, customer, specs)  # versions, kill switch
         # A customer-level mistake is met once per DAG and integration: report it once.
         return specs, list(dict.fromkeys(errors))
 
@@ -141,6 +147,7 @@ class Composer(DagShapes):
             template = self.templates.get(integration.template)
         except TemplateError as exc:
             self._fail(customer, integration, exc.field, str(exc))
+        template, _ = choose(self.settings, customer, integration, template)  # its version
         if getattr(template, variant) is None:
             where = (
                 "a NULL schedule (main DAG)" if variant == "main" else "a schedule (own cron DAG)"

@@ -63,7 +63,7 @@ class DagSpec:
     dag_id: str
     customer_id: str
     variant: Variant
-    schedule: str  # 5-field cron, in `timezone` (for a roll-up: its deadline tick)
+    schedule: str | None  # 5-field cron, in `timezone` (roll-up: its deadline); None: manual
     timezone: str
     start_date: dt.date  # a UTC datetime for a customer that moved in (start after the move)
     description: str

@@ -13,6 +13,7 @@ from composer.errors import SettingsError
 from composer.model import Limits
 from composer.param_types import ParamType, ParamTypeError, parse_param_type
 from composer.templates import DOTTED_RE, TemplateError, check_tasks
+from composer.versions import Rollout, rollout_settings
 from composer.yamlio import load_yaml
 
 SETTINGS_FILE = "fleet.yaml"
@@ -34,6 +35,8 @@ _KEYS = {
     "tenant_namespaces",
     "tenant_exceptions",
     "legacy_files",
+    "rollout",
+    "disabled_templates",
 }
 
 
@@ -64,6 +67,9 @@ class FleetSettings:
     tenant_exceptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Legacy file name -> the one customer_id that may publish it.
     legacy_files: dict[str, str] = field(default_factory=dict)
+    # Template versions: staged rollout and the kill switch (composer/versions.py).
+    rollout: dict[str, Rollout] = field(default_factory=dict)
+    disabled_templates: tuple[str, ...] = ()
 
 
 def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
@@ -190,6 +196,7 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         environments=_environments(path, raw.get("environments")),
         paused_at_creation=paused,
         **security,
+        **rollout_settings(path, raw),
     )
 
 

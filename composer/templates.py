@@ -83,6 +83,10 @@ class Template:
     # A roll-up template (fleet.yaml rollup_template): which template's loads it rolls
     # up, its deadline and its per-source params (see composer/rollup.py).
     rollup: dict[str, Any] | None = None
+    # The file's version (`version:`) and every version it carries, by number, the
+    # default included (composer/versions.py); None and {} for an unversioned file.
+    version: int | None = None
+    versions: dict[int, Template] = field(default_factory=dict, compare=False, repr=False)
 
 
 def check_tasks(tasks: Any, prefix: str) -> dict[str, dict[str, Any]]:
@@ -287,8 +291,10 @@ class TemplateCatalog:
             return TemplateError(
                 "template", f"unknown template {name!r} (no {path.name} in {self.directory})"
             )
+        from composer.versions import load_versioned
+
         try:
-            return parse_template(load_yaml(path), name, self._known, path)
+            return load_versioned(load_yaml(path), name, self._known, path)
         except TemplateError as exc:
             return TemplateError("template", f"{path.name}: {exc.field}: {exc}")
         except Exception as exc:  # YAML syntax, unreadable file

@@ -139,7 +139,9 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
         f"{names.add(api.path('CronTriggerTimetable'))}"
         f"({spec.schedule!r}, timezone={spec.timezone!r})"
     )
-    if spec.assets:
+    if spec.schedule is None:  # manual runs only (a disabled template: composer/versions.py)
+        schedule = "None"
+    elif spec.assets:
         # Every asset updated since the last asset-triggered run, or the deadline tick.
         keyword = "assets" if airflow_target == 3 else "datasets"
         assets = literal(list(spec.assets), name_of, 2)
