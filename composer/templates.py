@@ -31,6 +31,10 @@ TEMPLATE_KEYS = frozenset(
         "main",
         "cron",
         "rollup",
+        # The file's version and the others as merge patches: composer/versions.py takes
+        # them off before the body (and each version) is parsed here.
+        "version",
+        "versions",
     }
 )
 ROLLUP_KEYS = frozenset({"sources", "deadline", "description", "per_source"})
@@ -162,6 +166,9 @@ def parse_template(
     unknown = sorted(set(raw) - TEMPLATE_KEYS)
     if unknown:
         raise TemplateError(unknown[0], "unknown template key")
+    for key in ("version", "versions"):  # one version's body only: never silently ignored
+        if key in raw:
+            raise TemplateError(key, "a versioned file is read by composer.versions.load_versioned")
     if raw.get("template") != name:
         raise TemplateError("template", f"must be {name!r}, the file's name")
     params: dict[str, ParamSpec] = {}
