@@ -326,6 +326,39 @@ def test_kill_switch_keeps_history_and_re_enabling_restores_the_files(tmp_path, 
         assert type(dag.timetable).__name__ == "NullTimetable"
         assert "disabled" in dag.tags and "load_attendance" in dag.task_ids
 
+    code, page, err = fleet_cli("report", "--out", "-", *common)
+    assert code == 0, err
+    assert "dubuque-csd__attendance: disabled (manual runs only)" in page  # not charted
+
     set_fleet(folder, disabled_templates=None)
     assert fleet_cli("sync", *common)[0] == 0
     assert read_tree(target) == before  # byte for byte
+
+
+@pytest.mark.slow
+def test_disabled_and_versioned_dags_import_in_airflow_2_11(tmp_path):
+    """Target 2 (Composer 2): the same files, imported by Airflow 2.11's DagBag with
+    deprecations raised as errors: `schedule=None`, the version and `disabled` tags."""
+    from tests.test_airflow_targets import airflow2_env_or_skip
+
+    folder = templates_with(tmp_path, airflow_target=2, disabled_templates=["attendance"])
+    builder = FleetBuilder(example_snapshot(EXAMPLE), folder)
+    dags = tmp_path / "dags2"
+    for customer_id in builder.customer_ids():
+        build = builder.build(customer_id)
+        assert build.errors == []
+        for rendered in build.files:
+            (dags / rendered.path).parent.mkdir(parents=True, exist_ok=True)
+            (dags / rendered.path).write_bytes(rendered.content)
+    home = tmp_path / "home2"
+    home.mkdir()
+    report = airflow2_env_or_skip().dagbag_report([dags], home)[str(dags)]
+    assert report["airflow_version"].startswith("2.11")
+    assert report["import_errors"] == {} and report["strict_import_errors"] == {}
+    disabled = report["dags"]["dubuque-csd__attendance"]
+    assert disabled["timetable"]["class"] == "NullTimetable"
+    assert {"disabled", "template:attendance", "template:attendance@2"} <= set(disabled["tags"])
+    assert "load_attendance" in disabled["tasks"]
+    ames = report["dags"]["ames-csd__main"]
+    assert ames["timetable"]["class"] == "CronTriggerTimetable"
+    assert not any(t.startswith("attendance.") for t in ames["tasks"])

@@ -73,7 +73,8 @@ def facts(fleet_plan: FleetPlan, day: dt.date, only: str | None = None) -> Fleet
             continue
         customer = fleet.customers[customer_id]
         integrations = {i.integration_id: i for i in customer.integrations}
-        main = {i.template for i in customer.integrations if i.schedule is None}
+        off = set(settings.disabled_templates)  # the kill switch (composer/versions.py)
+        main = {i.template for i in customer.integrations if i.schedule is None} - off
         used: set[str] = set()
         for dag_id, integration_id in builder.composer.dag_ids(customer):
             if integration_id is None:
@@ -82,6 +83,9 @@ def facts(fleet_plan: FleetPlan, day: dt.date, only: str | None = None) -> Fleet
                 uncharted.append(
                     (customer_id, f"{dag_id}: starts when its descendants' data has loaded")
                 )
+                continue
+            elif integrations[integration_id].template in off:
+                uncharted.append((customer_id, f"{dag_id}: disabled (manual runs only)"))
                 continue
             else:
                 integration = integrations[integration_id]
