@@ -4,6 +4,7 @@ pinned to 1 and 3, a 30 % rollout of 3, and `disabled_templates`."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 from pathlib import Path
@@ -362,3 +363,43 @@ def test_disabled_and_versioned_dags_import_in_airflow_2_11(tmp_path):
     ames = report["dags"]["ames-csd__main"]
     assert ames["timetable"]["class"] == "CronTriggerTimetable"
     assert not any(t.startswith("attendance.") for t in ames["tasks"])
+
+
+def test_promoting_a_fully_rolled_out_version_to_the_body_changes_no_file(tmp_path):
+    """The end of a rollout: at 100 %, make version 3 the body (version 2 becomes a patch)
+    and drop the rollout entry; every district's files stay byte for byte."""
+
+    def files(folder: Path) -> dict[str, bytes]:
+        builder = FleetBuilder(example_snapshot(EXAMPLE), folder)
+        out = {}
+        for customer_id in builder.customer_ids():
+            build = builder.build(customer_id)
+            assert build.errors == []
+            out.update({f.path: f.content for f in build.files})
+        return out
+
+    rolled = files(
+        templates_with(tmp_path / "a", rollout={"attendance": {"version": 3, "percent": 100}})
+    )
+    folder = templates_with(tmp_path / "b", rollout=None)
+    raw = yaml.safe_load((folder / "attendance.yaml").read_text())
+    v3 = raw.pop("versions")[3]
+    old_query = raw["tasks"]["load_attendance"]["args"]["configuration"]["query"]["query"]
+    body = {**raw, "version": 3}
+    body["params"] = {**raw["params"], **v3["params"]}
+    body["tasks"]["load_attendance"]["args"]["configuration"]["query"]["query"] = v3["tasks"][
+        "load_attendance"
+    ]["args"]["configuration"]["query"]["query"]
+    body["tasks"]["attendance_plausible"] = v3["tasks"]["attendance_plausible"]
+    back_to_2 = {
+        "params": {"max_absent_share": None},
+        "tasks": {
+            "attendance_plausible": None,
+            "load_attendance": {"args": {"configuration": {"query": {"query": old_query}}}},
+        },
+    }
+    back_to_1 = copy.deepcopy(back_to_2)
+    back_to_1["tasks"]["attendance_loaded"] = None
+    body["versions"] = {1: back_to_1, 2: back_to_2}
+    (folder / "attendance.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
+    assert files(folder) == rolled
