@@ -403,3 +403,20 @@ def test_promoting_a_fully_rolled_out_version_to_the_body_changes_no_file(tmp_pa
     body["versions"] = {1: back_to_1, 2: back_to_2}
     (folder / "attendance.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
     assert files(folder) == rolled
+
+
+def test_disabling_the_roll_up_template_makes_roll_ups_manual_only(tmp_path, demo_snapshot):
+    folder = templates_with(tmp_path, disabled_templates=["district_rollup"])
+    builder = FleetBuilder(demo_snapshot, folder)
+    specs = compose(builder, "cascade-esd")
+    rollup = specs["cascade-esd__rollup"]
+    assert rollup.schedule is None and rollup.tags[-1] == "disabled"
+    assert rollup.assets  # its sources are still known: re-enabling restores the schedule
+    assert specs["cascade-esd__main"].schedule is not None
+    assert "disabled" not in specs["cascade-esd__main"].tags
+    dags = tmp_path / "dags"
+    for rendered in builder.build("cascade-esd").files:
+        (dags / rendered.path).parent.mkdir(parents=True, exist_ok=True)
+        (dags / rendered.path).write_bytes(rendered.content)
+    dag = dagbag(dags).dags["cascade-esd__rollup"]
+    assert type(dag.timetable).__name__ == "NullTimetable" and "disabled" in dag.tags
