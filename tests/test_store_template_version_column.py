@@ -4,6 +4,7 @@ store init` adds it in both, once."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -127,3 +128,14 @@ def test_store_init_adds_the_column_to_an_existing_spanner_database(emulator: Sp
             [["d1", "grades", 4]],
         )
     assert [i.template_version for i in store.read_snapshot().integrations] == [4]
+    # The store's own insert writes the pin too (INT64 through the client's mutations).
+    customer = store.read_snapshot().customers[0]
+    row = IntegrationRow("d1", "other", "attendance", False, template_version=2)
+    store.insert(
+        Snapshot(
+            (dataclasses.replace(customer, customer_id="d2"),),
+            (dataclasses.replace(row, customer_id="d2"),),
+        )
+    )
+    pins = {(i.customer_id, i.template_version) for i in store.read_snapshot().integrations}
+    assert pins == {("d1", 4), ("d2", 2)}

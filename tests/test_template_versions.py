@@ -420,3 +420,34 @@ def test_disabling_the_roll_up_template_makes_roll_ups_manual_only(tmp_path, dem
         (dags / rendered.path).write_bytes(rendered.content)
     dag = dagbag(dags).dags["cascade-esd__rollup"]
     assert type(dag.timetable).__name__ == "NullTimetable" and "disabled" in dag.tags
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"version": None}, "versions", "needs `version:`"),
+        ({"version": "2"}, "version", "must be a positive integer"),
+        ({"versions": {0: {}}}, "versions.0", "a version is a positive integer"),
+        ({"versions": {2: {}}}, "versions.2", "version 2 is defined twice"),
+        ({"versions": {4: {"template": "other"}}}, "versions.4.template", "cannot change"),
+        ({"versions": {4: ["not", "a", "patch"]}}, "versions.4", "must be a merge patch"),
+        ({"versions": {4: {"cron": None, "main": None}}}, "versions.4.main", "must declare"),
+    ],
+)
+def test_a_malformed_versions_section_names_its_field(tmp_path, changes, field, message):
+    from composer.templates import TemplateError
+    from composer.versions import load_versioned
+
+    raw = yaml.safe_load((example_templates(EXAMPLE, tmp_path) / "attendance.yaml").read_text())
+    for key, value in changes.items():
+        if value is None:
+            raw.pop(key)
+        else:
+            raw[key] = value
+    known = frozenset({"project", "bq_location", "gcp_conn_id", "dataset", "run_ds"})
+    with pytest.raises(TemplateError) as caught:
+        load_versioned(raw, "attendance", known, None)
+    assert caught.value.field == field and message in str(caught.value), (
+        caught.value.field,
+        str(caught.value),
+    )
