@@ -34,8 +34,10 @@ def _warnings(warnings: list[str]) -> None:
 
 
 def _errors(errors: list[ConfigError]) -> None:
-    for error in errors:
-        _say(f"error: {error}")
+    from composer.error_lines import error_lines  # a broken template: one line
+
+    for line in error_lines(errors):
+        _say(f"error: {line}")
 
 
 def _store_url(args: argparse.Namespace) -> str:
