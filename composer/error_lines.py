@@ -38,14 +38,21 @@ class TemplateProblem:
         return f"template {self.file}, field {self.field}: {self.message}"
 
 
+def split_template_message(message: str) -> tuple[str, str, str] | None:
+    """(file, field, why) of the catalog's error for a template file that does not load."""
+    found = _TEMPLATE_MESSAGE.match(message)
+    if not found:
+        return None
+    return found["file"], found["field"] or "(file)", found["why"]
+
+
 def template_problem(error: ConfigError) -> TemplateProblem | None:
     """The template-file problem this customer error stands for, if it is one."""
     if error.field != "template":
         return None
-    found = _TEMPLATE_MESSAGE.match(error.message)
-    if not found:  # e.g. "unknown template 'x'": the store row names it, per customer
-        return None
-    return TemplateProblem(found["file"], found["field"] or "(file)", found["why"])
+    split = split_template_message(error.message)
+    # None: e.g. "unknown template 'x'", which the store row names, per customer.
+    return TemplateProblem(*split) if split else None
 
 
 def error_lines(errors: Iterable[ConfigError]) -> list[str]:
