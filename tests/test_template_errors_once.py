@@ -3,8 +3,11 @@ aside, not once per customer; exit codes and what is published do not change."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
+
+import pytest
 
 from composer.build import _file_digest
 from composer.error_lines import error_lines
@@ -121,3 +124,40 @@ def test_a_template_with_a_yaml_syntax_error_is_one_line_too(tmp_path, fleet_cli
     assert len(err.splitlines()) == 1
     assert err.startswith("error: template state_assessments.yaml, field (file): ")
     assert "set aside 30 customers" in err
+
+
+@pytest.mark.airflow
+def test_the_meta_dag_logs_a_broken_template_once(tmp_path, demo_snapshot, monkeypatch, caplog):
+    """The sync task's log and the summary the check task fails with: one line."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import AirflowFailException
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "fleet_meta.py", dags / "fleet_meta.py")
+    templates = _templates(tmp_path)
+    _break_upstream(templates, "google_classroom", "enqueue_sync")
+    monkeypatch.setenv("FLEET_STORE", make_store(tmp_path / "fleet.db", demo_snapshot))
+    monkeypatch.setenv("FLEET_TARGET", f"file://{tmp_path / 'fleet'}")
+    monkeypatch.setenv("FLEET_TEMPLATES", str(templates))
+    tasks = DagBag(dag_folder=str(dags), safe_mode=False).dags["fleet_meta"].task_dict
+
+    task_log = logging.getLogger("airflow.task")  # Airflow does not propagate it to root
+    task_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="airflow.task"):
+            synced = tasks["sync"].python_callable(params={})
+            with pytest.raises(AirflowFailException, match="5 invalid customers"):
+                tasks["check"].python_callable(synced)
+    finally:
+        task_log.removeHandler(caplog.handler)
+
+    logged = [r.getMessage() for r in caplog.records if "google_classroom.yaml" in r.getMessage()]
+    line = (
+        "invalid: template google_classroom.yaml, field tasks.enqueue_sync.upstream: unknown "
+        "upstream task 'no_such_task'; set aside 5 customers: austin-isd, denver-public, "
+        "houston-isd, lincoln-unified, miami-dade"
+    )
+    assert logged == [line, line]  # once by sync, once by check
+    assert synced["errors"] == [line.removeprefix("invalid: ")]
+    assert synced["error_count"] == 5
