@@ -110,11 +110,8 @@ def _check_settings(
     for task_id, task in settings.setup_tasks.items():
         _check_task(task, f"setup_tasks.{task_id}", operators, set(settings.imports))
     if settings.rollup_template:
-        try:
-            template = catalog.get(settings.rollup_template)
-        except TemplateError as exc:
-            raise LintProblem("rollup_template", str(exc)) from None
-        if template.rollup is None:
+        template = _named_template(catalog, settings.rollup_template, "rollup_template")
+        if template is not None and template.rollup is None:
             raise LintProblem(
                 "rollup_template", f"template {template.name!r} has no `rollup:` section"
             )
@@ -134,10 +131,18 @@ def _check_template(
         _check_task(task, f"tasks.{task_id}", operators, allowed)
     sources = (template.rollup or {}).get("sources")
     if sources:
-        try:
-            catalog.get(sources)
-        except TemplateError as exc:
-            raise LintProblem("rollup.sources", str(exc)) from None
+        _named_template(catalog, sources, "rollup.sources")
+
+
+def _named_template(catalog: TemplateCatalog, name: str, where: str) -> Template | None:
+    """The template another file names; a problem when there is no such file. A file
+    that exists but does not load is its own error line, not this one's (None)."""
+    if not (catalog.directory / f"{name}.yaml").is_file() or name == "fleet":
+        raise LintProblem(where, f"no template {name!r} (no {name}.yaml in {catalog.directory})")
+    try:
+        return catalog.get(name)
+    except TemplateError:
+        return None
 
 
 def _check_task(

@@ -186,3 +186,34 @@ def test_lint_needs_no_store_and_never_imports_a_dagbag(tmp_path):
     )
     assert "CODE 0 DAGBAG []" in found.stdout, found.stdout + found.stderr
     assert not (tmp_path / "fleet.db").exists()
+
+
+def test_a_broken_fleet_yaml_is_one_line_and_the_templates_are_still_linted(tmp_path, fleet_cli):
+    folder = _folder(tmp_path, attendance=GOOD.replace("main: {}", "mian: {}"))
+    fleet = folder / "fleet.yaml"
+    fleet.write_text(fleet.read_text().replace("stagger_minutes:", "stagger_minute:"))
+
+    code, _, err = _lint(fleet_cli, folder)
+
+    assert code == 1
+    assert err == [
+        f"error: {fleet}: unknown key(s) stagger_minute",
+        f"error: {folder / 'attendance.yaml'}: mian: unknown template key",
+    ]
+
+
+def test_a_broken_roll_up_template_is_its_own_line_not_also_fleet_yamls(tmp_path, fleet_cli):
+    folder = _folder(tmp_path)
+    rollup = folder / "district_rollup.yaml"
+    rollup.write_text(
+        rollup.read_text().replace("  sources: powerschool_grades", "  sources: nope")
+    )
+    code, _, err = _lint(fleet_cli, folder)
+    assert (code, err) == (
+        1,
+        [f"error: {rollup}: rollup.sources: no template 'nope' (no nope.yaml in {folder})"],
+    )
+
+    rollup.write_text(rollup.read_text().replace("rollup:\n", "rollupp:\n"))
+    code, _, err = _lint(fleet_cli, folder)
+    assert (code, err) == (1, [f"error: {rollup}: rollupp: unknown template key"])
