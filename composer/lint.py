@@ -61,10 +61,12 @@ def lint_templates(directory: Path) -> LintResult:
     except SettingsError as exc:
         result.problems.append(str(exc))
         settings = None
-    known = frozenset(settings.params) if settings else _raw_params(settings_path)
+    if settings is not None:
+        known, fleet_imports = frozenset(settings.params), set(settings.imports)
+    else:
+        known, fleet_imports = _raw_names(settings_path)
     catalog = TemplateCatalog(directory, known)
     operators = OperatorCatalog(settings.airflow_target if settings else 3, FactCache.default())
-    fleet_imports = set(settings.imports) if settings else set()
     if settings is not None:
         try:
             _check_settings(settings, catalog, operators)
@@ -84,15 +86,19 @@ def lint_templates(directory: Path) -> LintResult:
     return result
 
 
-def _raw_params(path: Path) -> frozenset[str]:
-    """Fleet param names from a fleet.yaml that does not load, so its templates can
-    still be checked (an unreadable one declares none)."""
+def _raw_names(path: Path) -> tuple[frozenset[str], set[str]]:
+    """Fleet param names and imports from a fleet.yaml that does not load, so its
+    templates are still checked without a cascade of errors (an unreadable one: none)."""
     try:
         raw = load_yaml(path)
-        params = raw.get("params") if isinstance(raw, dict) else None
-        return frozenset(params) if isinstance(params, dict) else frozenset()
     except Exception:  # the settings error already says why
-        return frozenset()
+        return frozenset(), set()
+    raw = raw if isinstance(raw, dict) else {}
+    params, imports = raw.get("params"), raw.get("imports")
+    return (
+        frozenset(params) if isinstance(params, dict) else frozenset(),
+        {i for i in imports if isinstance(i, str)} if isinstance(imports, list) else set(),
+    )
 
 
 def _check_settings(

@@ -5,8 +5,8 @@ first line of each shipped file) then flag an unknown or misspelled key while ty
 The key sets are the loader's constants (TEMPLATE_KEYS, TASK_KEYS, PARAM_KEYS,
 ROLLUP_KEYS, the param kinds, fleet.yaml's keys), so a key added there appears here
 at once: with its shape and description where this module knows them, else as any
-value. The loader stays the judge; the schema only catches what it can say statically
-(keys, basic types), so it is deliberately looser than the loader, never stricter.
+value. The loader stays the judge; the schema says only what it can say statically
+(keys, basic types), not placeholders, task graphs or operators.
 `fleet schema` writes it; tests/test_template_schema.py keeps docs/ current.
 """
 
