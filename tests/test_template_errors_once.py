@@ -127,7 +127,7 @@ def test_a_template_with_a_yaml_syntax_error_is_one_line_too(tmp_path, fleet_cli
 
 
 @pytest.mark.airflow
-def test_the_meta_dag_logs_a_broken_template_once(tmp_path, demo_snapshot, monkeypatch, caplog):
+def test_the_meta_dag_logs_a_broken_template_once(tmp_path, demo_snapshot, monkeypatch):
     """The sync task's log and the summary the check task fails with: one line."""
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk.exceptions import AirflowFailException
@@ -142,17 +142,22 @@ def test_the_meta_dag_logs_a_broken_template_once(tmp_path, demo_snapshot, monke
     monkeypatch.setenv("FLEET_TEMPLATES", str(templates))
     tasks = DagBag(dag_folder=str(dags), safe_mode=False).dags["fleet_meta"].task_dict
 
-    task_log = logging.getLogger("airflow.task")  # Airflow does not propagate it to root
-    task_log.addHandler(caplog.handler)
+    records: list[logging.LogRecord] = []
+    collect = logging.Handler(logging.INFO)
+    collect.emit = records.append  # each record of the task logger once, however configured
+    task_log = logging.getLogger("airflow.task")
+    task_log.addHandler(collect)
+    level = task_log.level
+    task_log.setLevel(logging.INFO)
     try:
-        with caplog.at_level(logging.INFO, logger="airflow.task"):
-            synced = tasks["sync"].python_callable(params={})
-            with pytest.raises(AirflowFailException, match="5 invalid customers"):
-                tasks["check"].python_callable(synced)
+        synced = tasks["sync"].python_callable(params={})
+        with pytest.raises(AirflowFailException, match="5 invalid customers"):
+            tasks["check"].python_callable(synced)
     finally:
-        task_log.removeHandler(caplog.handler)
+        task_log.removeHandler(collect)
+        task_log.setLevel(level)
 
-    logged = [r.getMessage() for r in caplog.records if "google_classroom.yaml" in r.getMessage()]
+    logged = [r.getMessage() for r in records if "google_classroom.yaml" in r.getMessage()]
     line = (
         "invalid: template google_classroom.yaml, field tasks.enqueue_sync.upstream: unknown "
         "upstream task 'no_such_task'; set aside 5 customers: austin-isd, denver-public, "
