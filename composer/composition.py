@@ -8,7 +8,6 @@ the integration and the field.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -42,7 +41,8 @@ from composer.substitution import (
     placeholders,
     substitute,
 )
-from composer.taskgraph import checked_expand, expand_override_problem, local_upstream
+from composer.taskgraph import checked_expand, local_refs
+from composer.taskshape import expand_override_problem
 from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
 
 SETUP_GROUP = ""
@@ -192,13 +192,9 @@ class Composer(DagShapes):
         for task_id, task in tasks.items():
             field = f"{'task_overrides' if integration.task_overrides and task_id in integration.task_overrides else 'tasks'}.{task_id}"
             mapped = checked_expand(self, customer, integration, field, task)
+            given = {**(task.get("args") or {}), **mapped}  # mapped ones are checked alike
             args = self._checked_args(
-                customer,
-                integration,
-                field,
-                task["operator"],
-                {**(task.get("args") or {}), **mapped},
-                allowed,
+                customer, integration, field, task["operator"], given, allowed
             )
             mapped = {k: args.pop(k) for k in mapped}
             if "outlets" in args:
@@ -217,22 +213,7 @@ class Composer(DagShapes):
                     expand=mapped or None,
                 )
             )
-        refs = {s.task_id: s.ref for s in specs}
-        specs = [
-            dataclasses.replace(
-                s,
-                upstream=local_upstream(
-                    self,
-                    customer,
-                    integration,
-                    f"{'task_overrides' if s.task_id in overridden else 'tasks'}.{s.task_id}",
-                    s.upstream,
-                    refs,
-                    variant,
-                ),
-            )
-            for s in specs
-        ]
+        specs = local_refs(self, customer, integration, specs, variant)
         group_args = (
             self._default_args(customer, integration, template, resolver)
             if variant == "main"

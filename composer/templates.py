@@ -14,7 +14,7 @@ from typing import Any
 
 from composer.param_types import SPEC_KEYS, ParamType, ParamTypeError, parse_param_type
 from composer.substitution import placeholders
-from composer.taskgraph import (
+from composer.taskshape import (
     GraphError,
     check_task_graph,
     parse_after,

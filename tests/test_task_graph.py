@@ -404,6 +404,18 @@ REFUSALS: dict[str, tuple[Any, Any, tuple[str, str, str]]] = {
             "main.after: unknown template 'sis_rostr' (did you mean 'sis_roster'?)",
         ),
     ),
+    "after_a_task_the_other_template_does_not_have": (
+        lambda s: s,
+        lambda t: _edit_template(
+            t, "attendance_sync", lambda raw: raw["main"].update(after=["sis_roster.load_rooster"])
+        ),
+        (
+            "attendance",
+            "main.after",
+            "integration 'roster' (sis_roster) has no task 'load_rooster' "
+            "(did you mean 'load_roster'?)",
+        ),
+    ),
     "template_upstream_naming_another_integration": (
         lambda s: s,
         lambda t: _edit_template(
@@ -437,3 +449,28 @@ def test_an_empty_list_is_mapped_not_refused(fleet_cli, tmp_path: Path):
         fleet_cli, tmp_path, _with(example_snapshot("task_graph"), "roster", params={"schools": []})
     )
     assert (code, errors) == (0, [])
+
+
+def test_after_template_task_waits_for_that_one_task(fleet_cli, tmp_path: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    templates = example_templates("task_graph", tmp_path)
+    _edit_template(
+        templates,
+        "attendance_sync",
+        lambda raw: raw["main"].update(after=["sis_roster.load_roster"]),
+    )
+    store = make_store(tmp_path / "fleet.db", example_snapshot("task_graph"))
+    code, out, err = fleet_cli(
+        "render", "lakeside-usd", "--store", store, "--templates", str(templates)
+    )
+    assert code == 0, err
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "main.py").write_text(out.split("\n", 1)[1])  # after the "# ===== path" line
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bag = DagBag(dag_folder=str(folder))
+    assert bag.import_errors == {}
+    dag = bag.dags[DAG_ID]
+    assert dag.get_task("attendance.load_attendance").upstream_task_ids == {"roster.load_roster"}
