@@ -54,8 +54,12 @@ def check_task_graph(tasks: Mapping[str, Any], prefix: str) -> None:
     shape, and no task id equal to a group id of the same DAG level."""
     groups: set[tuple[str, ...]] = set()
     refs: dict[tuple[str, ...], str] = {}
+    setup = prefix.endswith("setup_tasks")  # fleet.yaml's: one group level, never mapped
     for task_id, task in tasks.items():
         where = f"{prefix}.{task_id}"
+        if setup and ("expand" in task or "." in str(task.get("group") or "")):
+            key = "expand" if "expand" in task else "group"
+            raise GraphError(f"{where}.{key}", "setup tasks take no expand and no nested group")
         path: tuple[str, ...] = ()
         if task.get("group") is not None:
             found = group_path(task["group"])

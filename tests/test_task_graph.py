@@ -474,3 +474,20 @@ def test_after_template_task_waits_for_that_one_task(fleet_cli, tmp_path: Path):
     assert bag.import_errors == {}
     dag = bag.dags[DAG_ID]
     assert dag.get_task("attendance.load_attendance").upstream_task_ids == {"roster.load_roster"}
+
+
+def test_store_text_in_a_mapped_templated_argument_is_inert_for_jinja(fleet_cli, tmp_path):
+    hostile = "{{ conn.google_cloud_default.password }}"
+    snapshot = _with(
+        example_snapshot("task_graph"), "roster", params={"schools": [{"school_id": hostile}]}
+    )
+    templates = example_templates("task_graph", tmp_path)
+    store = make_store(tmp_path / "fleet.db", snapshot)
+    code, out, err = fleet_cli(
+        "render", "lakeside-usd", "--store", store, "--templates", str(templates)
+    )
+    assert code == 0, err
+    mapped = out[out.index("CloudFunctionInvokeFunctionOperator.partial(") :]
+    mapped = mapped[: mapped.index("t9 = ")]
+    assert hostile not in mapped
+    assert "{{ '\\\\x7b\\\\x7b conn.google_cloud_default.password \\\\x7d\\\\x7d' }}" in mapped
