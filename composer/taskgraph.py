@@ -1,9 +1,10 @@
 """The task graph beyond one flat template: nested task groups with their own settings,
 dynamic task mapping, and order between the integrations of one main DAG.
 
-Hooks call in from templates.py (shapes, when a template is loaded), composition.py
-(one integration's tasks) and dagshape.py (the main DAG). Decisions (README, "Task
-graph"):
+Shapes are checked when a template is loaded (composer/taskshape.py, called from
+templates.py); this module's part runs in composition: one integration's tasks
+(composition.py) and the main DAG's order (dagshape.py); rendering/mapped.py writes a
+mapped task. Decisions (README, "Task graph"):
 
 - Groups: `group: quality.checks` is a dotted path of group ids; a template's `groups:`
   maps such a path to `tooltip` and `default_args`. Group ids are always prefixed
