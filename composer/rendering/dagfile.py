@@ -197,17 +197,7 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
         ]
         operator = names.add(api.operator(task.operator))
         if task.expand:  # a mapped task (composer/taskgraph.py)
-            body.extend(
-                mapped_call(
-                    pad,
-                    var_of[task.ref],
-                    operator,
-                    call,
-                    task.expand,
-                    name_of,
-                    len(task.groups) + 2,
-                )
-            )
+            body.extend(mapped_call(pad, var_of[task.ref], operator, call, task, name_of))
             continue
         one_line = f"{pad}{var_of[task.ref]} = {operator}({', '.join(call)})"
         if len(one_line) <= 100 and "\n" not in one_line:

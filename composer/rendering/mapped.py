@@ -8,9 +8,8 @@ the generator writes data, never code that computes it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from composer.dagspec import CodeRef
+from composer.dagspec import CodeRef, TaskSpec
 from composer.rendering.literals import INDENT, literal
 
 
@@ -19,13 +18,16 @@ def mapped_call(
     var: str,
     operator: str,
     call: list[str],
-    expand: dict[str, Any],
+    task: TaskSpec,
     name_of: Callable[[CodeRef], str],
-    depth: int,
 ) -> list[str]:
     """The lines of `var = operator.partial(call...).expand(...)` at indent `pad`;
     `call` holds the partial keyword arguments already written as `name=literal`."""
-    mapped = [f"{key}={literal(value, name_of, depth)}" for key, value in sorted(expand.items())]
+    depth = len(task.groups) + 2
+    mapped = [
+        f"{key}={literal(value, name_of, depth)}"
+        for key, value in sorted((task.expand or {}).items())
+    ]
     one_line = f"{pad}{var} = {operator}.partial({', '.join(call)}).expand({', '.join(mapped)})"
     if len(one_line) <= 100 and "\n" not in one_line:
         return [one_line]
