@@ -330,6 +330,13 @@ REFUSALS: dict[str, tuple[Any, Any, tuple[str, str, str]]] = {
             " -> grades.load_staging -> grades.export_grades -> roster.load_roster",
         ),
     ),
+    "cycle_between_templates_after_each_other": (
+        lambda s: s,
+        lambda t: _edit_template(
+            t, "sis_roster", lambda raw: raw["main"].update(after=["attendance_sync"])
+        ),
+        ("attendance", "main.after", "dependency cycle across integrations: attendance."),
+    ),
     "upstream_on_an_integration_with_its_own_cron_dag": (
         lambda s: _with(s, "grades", schedule="@daily"),
         lambda t: _edit_template(t, "powerschool_grades", lambda raw: raw.update(cron={})),
