@@ -18,6 +18,7 @@ from typing import Any
 
 from composer import settings as fleet_settings
 from composer.param_types import KINDS
+from composer.taskshape import GROUP_SETTING_KEYS
 from composer.templates import (
     DOTTED_RE,
     NAME_RE,
@@ -41,6 +42,32 @@ def _pattern(regex: re.Pattern) -> str:
 _DOTTED = {"type": "string", "pattern": _pattern(DOTTED_RE)}
 _NULLABLE_MAP = {"type": ["object", "null"]}
 _STRING = {"type": "string"}
+_SEGMENT = TASK_ID_RE.pattern.removesuffix(r"\Z")
+_GROUP_PATH = f"^{_SEGMENT}(\\.{_SEGMENT})*$"
+
+
+def _properties(keys: frozenset[str] | set[str], known: dict[str, dict[str, Any]]) -> dict:
+    """Every key the loader accepts, in sorted order: its shape here, or any value."""
+    return {key: known.get(key, {}) for key in sorted(keys)}
+
+
+def _object(keys: frozenset[str] | set[str], known: dict[str, dict[str, Any]], **extra) -> dict:
+    return {
+        "type": "object",
+        "properties": _properties(keys, known),
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+GROUP_PROPERTIES: dict[str, dict[str, Any]] = {
+    "tooltip": {"description": "What Airflow's UI shows on the group.", **_STRING},
+    "default_args": {"description": "default_args of the group's tasks.", "type": "object"},
+    "prefix_group_id": {
+        "description": "Must stay true: ids are prefixed so integrations never collide.",
+        "const": True,
+    },
+}
 
 TEMPLATE_PROPERTIES: dict[str, dict[str, Any]] = {
     "template": {
@@ -84,6 +111,12 @@ TEMPLATE_PROPERTIES: dict[str, dict[str, Any]] = {
         "schedule); absent: it cannot.",
         **_NULLABLE_MAP,
     },
+    "groups": {
+        "description": "Task group path (dotted for nested groups) -> its settings.",
+        "type": ["object", "null"],
+        "propertyNames": {"pattern": _GROUP_PATH},
+        "additionalProperties": _object(GROUP_SETTING_KEYS, GROUP_PROPERTIES),
+    },
     "rollup": {
         "description": "A roll-up template (fleet.yaml rollup_template): what it rolls up.",
         "$ref": "#/$defs/rollup",
@@ -102,9 +135,16 @@ TASK_PROPERTIES: dict[str, dict[str, Any]] = {
         "items": _STRING,
     },
     "group": {
-        "description": "The task group the task is drawn in.",
+        "description": "The task group the task is drawn in: a group id, or a dotted path "
+        "of group ids for nested groups (settings under the template's `groups:`).",
         "type": "string",
-        "pattern": _pattern(TASK_ID_RE),
+        "pattern": _GROUP_PATH,
+    },
+    "expand": {
+        "description": "Dynamic task mapping: argument -> list (usually one list param, "
+        "`{schools}`); one task instance per item, the other args are partial.",
+        "type": "object",
+        "minProperties": 1,
     },
 }
 
@@ -189,20 +229,6 @@ FLEET_PROPERTIES: dict[str, dict[str, Any]] = {
         **_NULLABLE_MAP,
     },
 }
-
-
-def _properties(keys: frozenset[str] | set[str], known: dict[str, dict[str, Any]]) -> dict:
-    """Every key the loader accepts, in sorted order: its shape here, or any value."""
-    return {key: known.get(key, {}) for key in sorted(keys)}
-
-
-def _object(keys: frozenset[str] | set[str], known: dict[str, dict[str, Any]], **extra) -> dict:
-    return {
-        "type": "object",
-        "properties": _properties(keys, known),
-        "additionalProperties": False,
-        **extra,
-    }
 
 
 def template_schema() -> dict[str, Any]:

@@ -267,6 +267,19 @@ ERROR_LINE = re.compile(
     r"error: customer (?P<customer>\S+), integration (?P<integration>\S+), "
     r"field (?P<field>\S+): (?P<message>.+)"
 )
+# A broken template file is one line for all the customers it sets aside.
+TEMPLATE_LINE = re.compile(
+    r"error: template (?P<file>\S+), field (?P<field>\S+): (?P<message>.+)"
+    r"; set aside \d+ customers?: (?P<customer>\S+)"
+)
+
+
+def _parsed(line: str) -> tuple:
+    folded = TEMPLATE_LINE.fullmatch(line)
+    if folded:
+        message = f"{folded['field']}: {folded['message']}"
+        return folded["customer"], None, "template", message
+    return ERROR_LINE.fullmatch(line).groups()
 
 
 def _with(snapshot: Snapshot, integration_id: str, **changes: Any) -> Snapshot:
@@ -291,7 +304,7 @@ def validate(fleet_cli, tmp_path: Path, snapshot: Snapshot, edit=None) -> tuple[
     store = make_store(tmp_path / "fleet.db", snapshot)
     code, _, err = fleet_cli("validate", "--store", store, "--templates", str(templates))
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    return code, [ERROR_LINE.fullmatch(line).groups() for line in lines]
+    return code, [_parsed(line) for line in lines]
 
 
 GRADES_AFTER = {"export_grades": {"upstream": ["roster.load_roster"]}}
@@ -391,14 +404,14 @@ REFUSALS: dict[str, tuple[Any, Any, tuple[str, str, str]]] = {
         lambda t: _edit_template(
             t, "sis_roster", lambda raw: raw["groups"].update(qualty={"tooltip": "x"})
         ),
-        ("roster", "template", "groups.qualty: no task is in group 'qualty'"),
+        (None, "template", "groups.qualty: no task is in group 'qualty'"),
     ),
     "unprefixed_group_ids": (
         lambda s: s,
         lambda t: _edit_template(
             t, "sis_roster", lambda raw: raw["groups"]["quality"].update(prefix_group_id=False)
         ),
-        ("roster", "template", "groups.quality.prefix_group_id: group ids are always prefixed"),
+        (None, "template", "groups.quality.prefix_group_id: group ids are always prefixed"),
     ),
     "after_an_unknown_template": (
         lambda s: s,
@@ -406,7 +419,7 @@ REFUSALS: dict[str, tuple[Any, Any, tuple[str, str, str]]] = {
             t, "attendance_sync", lambda raw: raw["main"].update(after=["sis_rostr"])
         ),
         (
-            "attendance",
+            None,
             "template",
             "main.after: unknown template 'sis_rostr' (did you mean 'sis_roster'?)",
         ),
@@ -430,7 +443,7 @@ REFUSALS: dict[str, tuple[Any, Any, tuple[str, str, str]]] = {
             "attendance_sync",
             lambda raw: raw["tasks"]["load_attendance"].update(upstream=["roster.load_roster"]),
         ),
-        ("attendance", "template", "a template orders integrations by template name"),
+        (None, "template", "a template orders integrations by template name"),
     ),
 }
 

@@ -55,13 +55,13 @@ def test_the_schema_lists_every_key_the_loader_accepts():
 
 
 def test_a_key_without_a_description_is_still_listed(monkeypatch):
-    monkeypatch.setattr(schemas, "TASK_KEYS", TASK_KEYS | {"expand"})
+    monkeypatch.setattr(schemas, "TASK_KEYS", TASK_KEYS | {"future_key"})
     task = schemas.template_schema()["$defs"]["task"]
-    assert task["properties"]["expand"] == {}
+    assert task["properties"]["future_key"] == {}
     assert (
         _problems(
             schemas.template_schema(),
-            {"template": "t", "tasks": {"a": {"operator": "x.Y", "expand": 1}}},
+            {"template": "t", "tasks": {"a": {"operator": "x.Y", "future_key": 1}}},
         )
         == []
     )
