@@ -34,8 +34,10 @@ def _warnings(warnings: list[str]) -> None:
 
 
 def _errors(errors: list[ConfigError]) -> None:
-    for error in errors:
-        _say(f"error: {error}")
+    from composer.error_lines import error_lines  # a broken template: one line
+
+    for line in error_lines(errors):
+        _say(f"error: {line}")
 
 
 def _store_url(args: argparse.Namespace) -> str:
@@ -108,6 +110,10 @@ def _run(args: argparse.Namespace) -> int:
         return _store_init(args)
     if args.command == "deploy":
         return _deploy(args)
+    if args.command in ("lint", "schema", "docs"):
+        from composer.cli_templates import run
+
+        return run(args)
     if args.command in ("validate", "render"):
         return _validate_or_render(args, _store_url(args))
     if args.command in ("plan", "sync") and _environments_wanted(args):

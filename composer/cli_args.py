@@ -97,6 +97,27 @@ def _jobs_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _template_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """lint, schema, docs: no store, no target (composer/cli_templates.py)."""
+    templates = argparse.ArgumentParser(add_help=False)
+    templates.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        help="templates folder (default $FLEET_TEMPLATES, else ./templates)",
+    )
+    command(
+        "lint",
+        "check every template of the folder alone, without a store (no DAG is imported)",
+        parents=[templates],
+    )
+    schema = command("schema", "print the JSON Schema of template files", parents=[])
+    schema.add_argument("--out", default="-", help="file to write (default: stdout)")
+    schema.add_argument("--fleet", action="store_true", help="the schema of fleet.yaml instead")
+    docs = command("docs", "print the template reference page (markdown)", parents=[templates])
+    docs.add_argument("--out", default="-", help="file to write (default: stdout)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand and option; out-of-range values are usage errors (exit 2)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -200,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--demo", action="store_true", help="also insert the demo fleet from examples/"
     )
+    _template_commands(command)
     deploy = command(
         "deploy",
         "copy the meta-DAG, the composer package and the templates to a DAG folder",

@@ -136,5 +136,7 @@ def _say(message: str) -> None:
 
 
 def _errors(errors: list[ConfigError]) -> None:
-    for error in errors:
-        _say(f"error: {error}")
+    from composer.error_lines import error_lines  # a broken template: one line
+
+    for line in error_lines(errors):
+        _say(f"error: {line}")

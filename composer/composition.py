@@ -41,6 +41,8 @@ from composer.substitution import (
     placeholders,
     substitute,
 )
+from composer.taskgraph import checked_expand, local_refs
+from composer.taskshape import expand_override_problem
 from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
 from composer.versions import choose, finish, leaves_main, param_view
 
@@ -196,23 +198,29 @@ class Composer(DagShapes):
         specs = []
         for task_id, task in tasks.items():
             field = f"{'task_overrides' if integration.task_overrides and task_id in integration.task_overrides else 'tasks'}.{task_id}"
+            mapped = checked_expand(self, customer, integration, field, task)
+            given = {**(task.get("args") or {}), **mapped}  # mapped ones are checked alike
             args = self._checked_args(
-                customer, integration, field, task["operator"], task.get("args") or {}, allowed
+                customer, integration, field, task["operator"], given, allowed
             )
+            mapped = {k: args.pop(k) for k in mapped}
             if "outlets" in args:
                 try:
                     args["outlets"] = asset_refs(args["outlets"])
                 except ValueError as exc:
                     self._fail(customer, integration, f"{field}.args.outlets", str(exc))
-            groups = (*outer, task["group"]) if task.get("group") else outer
+            groups = (*outer, *task["group"].split(".")) if task.get("group") else outer
             specs.append(
-                TaskSpec(task_id, groups, task["operator"], args, tuple(task.get("upstream", [])))
+                TaskSpec(
+                    task_id,
+                    groups,
+                    task["operator"],
+                    args,
+                    tuple(task.get("upstream", [])),
+                    expand=mapped or None,
+                )
             )
-        refs = {s.task_id: s.ref for s in specs}
-        specs = [
-            TaskSpec(s.task_id, s.groups, s.operator, s.args, tuple(refs[u] for u in s.upstream))
-            for s in specs
-        ]
+        specs = local_refs(self, customer, integration, specs, variant)
         group_args = (
             self._default_args(customer, integration, template, resolver)
             if variant == "main"
@@ -236,6 +244,9 @@ class Composer(DagShapes):
         if not overrides:
             return template.tasks
         self._check_names(customer, integration, template, overrides)
+        mapped = expand_override_problem(overrides)
+        if mapped:
+            self._fail(customer, integration, *mapped)
         for task_id, patch in overrides.items():
             if patch is None and task_id not in template.tasks:
                 # RFC 7396 would ignore it; a typo'd removal must not pass silently.
@@ -269,7 +280,7 @@ class Composer(DagShapes):
         added = sorted(k for k in merged if k not in template.tasks)
         merged = {k: merged[k] for k in [*(k for k in template.tasks if k in merged), *added]}
         try:
-            return check_tasks(merged, "task_overrides")
+            return check_tasks(merged, "task_overrides", cross=True)
         except TemplateError as exc:
             self._fail(customer, integration, exc.field, str(exc))
 
@@ -323,25 +334,33 @@ class Composer(DagShapes):
         """Substitute a task; arguments that land in the operator's templated fields get
         the params with their store text made inert for Jinja (composer/params.py)."""
         args = task.get("args") or {}
+        mapped = task.get("expand") or {}  # mapped arguments land in the same fields
         inert = getattr(resolver, "inert", None)
-        if not args or inert is None:
+        if not (args or mapped) or inert is None:
             return self._substitute(customer, integration, field, task, resolver)
         fields, ext = self._templated(customer, integration, field, task["operator"])
         if inert(ext) is resolver:  # no store text to make inert: one pass
             return self._substitute(customer, integration, field, task, resolver)
         out = self._substitute(
-            customer, integration, field, {k: v for k, v in task.items() if k != "args"}, resolver
+            customer,
+            integration,
+            field,
+            {k: v for k, v in task.items() if k not in ("args", "expand")},
+            resolver,
         )
-        out["args"] = {
-            key: self._substitute(
-                customer,
-                integration,
-                f"{field}.args.{key}",
-                value,
-                inert(ext) if key in fields else resolver,
-            )
-            for key, value in args.items()
-        }
+        for section, values in (("args", args), ("expand", mapped)):
+            if section not in task:
+                continue
+            out[section] = {
+                key: self._substitute(
+                    customer,
+                    integration,
+                    f"{field}.{section}.{key}",
+                    value,
+                    inert(ext) if key in fields else resolver,
+                )
+                for key, value in values.items()
+            }
         return out
 
     def _checked_args(

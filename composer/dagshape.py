@@ -7,12 +7,14 @@ DAGs are made of); composer/rollup.py builds the roll-up DAG the same way.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from composer import params as layers
 from composer.dagspec import DagSpec, GroupSpec, TaskSpec
 from composer.model import Customer, Integration
 from composer.schedule import is_sub_daily, normalize_cron, stagger
+from composer.taskgraph import inner_groups, order_integrations
 from composer.templates import Template
 
 
@@ -59,9 +61,21 @@ class DagShapes:
         setup = self._setup_tasks(customer, params)
         tasks = list(setup)
         groups: list[GroupSpec] = []
-        for _integration, _template, block_tasks, group in blocks:
+        blocks = order_integrations(self, customer, blocks)
+        for integration, template, block_tasks, group in blocks:
             groups.append(group)
-            groups.extend(self._inner_groups(block_tasks, group.path))
+            resolver = (
+                layers.for_integration(
+                    self.settings, customer, integration, template, dag_id, descendants
+                )
+                if template.groups
+                else None
+            )
+            groups.extend(
+                inner_groups(
+                    self, customer, integration, template, block_tasks, group.path, resolver
+                )
+            )
             tasks.extend(self._after(setup, block_tasks))
         self._check_unique_nodes(customer, setup, [(i, b, g) for i, _, b, g in blocks])
         return DagSpec(
@@ -118,7 +132,9 @@ class DagShapes:
             ),
             tags=self._tags(customer, [template.name], "cron"),
             default_args=default_args,
-            groups=tuple(self._inner_groups(block_tasks, ())),
+            groups=tuple(
+                inner_groups(self, customer, integration, template, block_tasks, (), resolver)
+            ),
             tasks=tuple([*setup, *self._after(setup, block_tasks)]),
             templates=(template.name,),
             paused_at_creation=self.settings.paused_at_creation,
@@ -135,12 +151,7 @@ class DagShapes:
             for t in setup
             if not any(t.ref in s.upstream for s in setup if s.ref in setup_refs)
         )
-        return [
-            TaskSpec(t.task_id, t.groups, t.operator, t.args, t.upstream or leaves)
-            if not t.upstream
-            else t
-            for t in block
-        ]
+        return [dataclasses.replace(t, upstream=leaves) if not t.upstream else t for t in block]
 
     def _check_unique_nodes(
         self,

@@ -44,6 +44,8 @@ class TaskSpec:
     operator: str  # dotted import path of the operator class
     args: dict[str, Any]
     upstream: tuple[str, ...]  # refs of upstream tasks in the same DAG
+    # A mapped task: argument -> the list it maps over (`args` are then the partial ones).
+    expand: dict[str, Any] | None = None
 
     @property
     def ref(self) -> str:

@@ -22,6 +22,7 @@ from composer.errors import InvalidConfig
 from composer.model import Customer, Integration
 from composer.schedule import normalize_cron, stagger
 from composer.substitution import UnknownPlaceholder, substitute
+from composer.taskgraph import inner_groups
 from composer.templates import Template, TemplateError
 
 if TYPE_CHECKING:
@@ -115,7 +116,9 @@ def rollup_dag(composer: Composer, customer: Customer, descendants: list[str]) -
         description=description,
         tags=composer._tags(customer, [template.name], "rollup"),
         default_args=default_args,
-        groups=tuple(composer._inner_groups(block_tasks, ())),
+        groups=tuple(
+            inner_groups(composer, customer, integration, template, block_tasks, (), lookup)
+        ),
         tasks=tuple([*setup, *composer._after(setup, block_tasks)]),
         templates=(template.name,),
         paused_at_creation=composer.settings.paused_at_creation,

@@ -14,12 +14,19 @@ from typing import Any
 
 from composer.param_types import SPEC_KEYS, ParamType, ParamTypeError, parse_param_type
 from composer.substitution import placeholders
+from composer.taskshape import (
+    GraphError,
+    check_task_graph,
+    parse_after,
+    parse_groups,
+    upstream_problem,
+)
 from composer.yamlio import load_yaml
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 TASK_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}\Z")
 DOTTED_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
-TASK_KEYS = frozenset({"operator", "args", "upstream", "group"})
+TASK_KEYS = frozenset({"operator", "args", "upstream", "group", "expand"})
 TEMPLATE_KEYS = frozenset(
     {
         "template",
@@ -31,6 +38,7 @@ TEMPLATE_KEYS = frozenset(
         "main",
         "cron",
         "rollup",
+        "groups",
         # The file's version and the others as merge patches: composer/versions.py takes
         # them off before the body (and each version) is parsed here.
         "version",
@@ -87,14 +95,17 @@ class Template:
     # A roll-up template (fleet.yaml rollup_template): which template's loads it rolls
     # up, its deadline and its per-source params (see composer/rollup.py).
     rollup: dict[str, Any] | None = None
+    # Settings of the task groups inside an integration, by dotted path (composer/taskgraph.py).
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The file's version (`version:`) and every version it carries, by number, the
     # default included (composer/versions.py); None and {} for an unversioned file.
     version: int | None = None
     versions: dict[int, Template] = field(default_factory=dict, compare=False, repr=False)
 
 
-def check_tasks(tasks: Any, prefix: str) -> dict[str, dict[str, Any]]:
-    """Shape of a `tasks` map (template or template after overrides) and its graph."""
+def check_tasks(tasks: Any, prefix: str, cross: bool = False) -> dict[str, dict[str, Any]]:
+    """Shape of a `tasks` map (template or template after overrides) and its graph;
+    `cross`: upstreams may name another integration's task (overrides in a main DAG)."""
     if not isinstance(tasks, dict) or not tasks:
         raise TemplateError(prefix, "must be a non-empty mapping of task id to task")
     for task_id, task in tasks.items():
@@ -106,7 +117,8 @@ def check_tasks(tasks: Any, prefix: str) -> dict[str, dict[str, Any]]:
         unknown = sorted(set(task) - TASK_KEYS)
         if unknown:
             raise TemplateError(
-                f"{where}.{unknown[0]}", "unknown task key (use operator, args, upstream, group)"
+                f"{where}.{unknown[0]}",
+                "unknown task key (use operator, args, upstream, group, expand)",
             )
         operator = task.get("operator")
         if not isinstance(operator, str) or not DOTTED_RE.match(operator):
@@ -117,13 +129,13 @@ def check_tasks(tasks: Any, prefix: str) -> dict[str, dict[str, Any]]:
         if not isinstance(upstream, list) or not all(isinstance(u, str) for u in upstream):
             raise TemplateError(f"{where}.upstream", "must be a list of task ids")
         for up in upstream:
-            if up not in tasks:
-                raise TemplateError(f"{where}.upstream", f"unknown upstream task {up!r}")
-        group = task.get("group")
-        if group is not None and (not isinstance(group, str) or not TASK_ID_RE.match(group)):
-            raise TemplateError(f"{where}.group", "must be a task group id")
-        if isinstance(group, str) and group in tasks:
-            raise TemplateError(f"{where}.group", f"group {group!r} has the id of a task")
+            problem = upstream_problem(up, tasks, cross)
+            if problem:
+                raise TemplateError(f"{where}.upstream", problem)
+    try:
+        check_task_graph(tasks, prefix)
+    except GraphError as exc:
+        raise TemplateError(exc.field, str(exc)) from None
     cycle = find_cycle({tid: t.get("upstream", []) for tid, t in tasks.items()})
     if cycle:
         raise TemplateError(
@@ -205,6 +217,10 @@ def parse_template(
             raise TemplateError(variant, "must be a mapping")
         variants[variant] = (value or {}) if variant in raw else None
     rollup = _check_rollup(raw.get("rollup"), params) if "rollup" in raw else None
+    try:
+        groups = parse_groups(raw.get("groups"), tasks)
+    except GraphError as exc:
+        raise TemplateError(exc.field, str(exc)) from None
     if variants["main"] is None and variants["cron"] is None and rollup is None:
         raise TemplateError("main", "a template must declare `main:`, `cron:` or both")
     known = known_params | BUILTINS | set(params)
@@ -216,6 +232,7 @@ def parse_template(
         ("params", defaults, known),
         ("default_args", default_args, known | per_source),
         ("tasks", tasks, known | per_source),
+        ("groups", groups, known),
         ("main", variants["main"] or {}, known),
         ("cron", variants["cron"] or {}, known),
         ("rollup.deadline", (rollup or {}).get("deadline"), known),
@@ -238,6 +255,7 @@ def parse_template(
         cron=variants["cron"],
         source=source,
         rollup=rollup,
+        groups=groups,
     )
 
 
@@ -301,7 +319,12 @@ class TemplateCatalog:
         from composer.versions import load_versioned
 
         try:
-            return load_versioned(load_yaml(path), name, self._known, path)
+            template = load_versioned(load_yaml(path), name, self._known, path)
+            for one in (template.versions or {0: template}).values():  # every version's
+                parse_after(one.main, name, self.names())
+            return template
+        except GraphError as exc:
+            return TemplateError("template", f"{path.name}: {exc.field}: {exc}")
         except TemplateError as exc:
             return TemplateError("template", f"{path.name}: {exc.field}: {exc}")
         except Exception as exc:  # YAML syntax, unreadable file

@@ -81,12 +81,14 @@ def _environment() -> str | None:
 
 
 def _summary(fleet_plan: Any) -> dict[str, Any]:
+    from composer.error_lines import error_lines  # a broken template: one line
+
     plan = fleet_plan.plan
     return {
         "plan": plan.summary(),
         "prune_refused": plan.prune_refused,
         "invalid": fleet_plan.invalid_customers,
-        "errors": [str(e) for e in fleet_plan.errors[:MAX_XCOM_ERRORS]],
+        "errors": error_lines(fleet_plan.errors)[:MAX_XCOM_ERRORS],
         "error_count": len(fleet_plan.errors),
     }
 
@@ -139,7 +141,9 @@ def sync_fleet_task(**context: Any) -> dict[str, Any]:
     from composer.versions import plan_lines
 
     _log_lines(plan_lines(fleet_plan.builder))  # who runs which template version
-    _log_lines([f"invalid: {e}" for e in fleet_plan.errors], logging.ERROR)
+    from composer.error_lines import error_lines
+
+    _log_lines([f"invalid: {e}" for e in error_lines(fleet_plan.errors)], logging.ERROR)
     summary = _summary(fleet_plan)
     log.info(
         "Plan: %s; %d invalid customers%s",

@@ -227,6 +227,11 @@ ERROR_LINE = re.compile(
     r"error: customer (?P<customer>.+?)(?:, integration (?P<integration>.+?))?"
     r", field (?P<field>.+?): (?P<message>.+)"
 )
+# A broken template file is one line for all its customers (composer/error_lines.py).
+TEMPLATE_LINE = re.compile(
+    r"error: template (?P<file>\S+), field (?P<field>\S+): (?P<message>.+)"
+    r"; set aside \d+ customers?: (?P<customers>.+)"
+)
 
 
 @dataclass
@@ -269,6 +274,12 @@ def run_sync(
     for line in (line for line in err.splitlines() if line.strip()):
         if not line.startswith("error: "):
             notes.append(line)
+            continue
+        folded = TEMPLATE_LINE.fullmatch(line)
+        if folded:  # one error per customer it names, with the template's file and field
+            message = f"{folded['file']}: {folded['field']}: {folded['message']}"
+            for customer in folded["customers"].split(", "):
+                errors.append((customer, None, "template", message))
             continue
         match = ERROR_LINE.fullmatch(line)
         assert match, f"not a one-line error naming customer and field: {line!r}\n{err}"
@@ -714,17 +725,17 @@ CASES: dict[str, Case] = {
     ),
     "template_yaml_syntax_error": Case(
         lambda snap: snap,
-        (E(BAD, "custom", "template", "custom_sync.yaml"),),
+        (E(BAD, None, "template", "custom_sync.yaml"),),
         edit_templates=edit_template("custom_sync.yaml", "tasks:\n", "tasks: [\n"),
     ),
     "template_with_unknown_placeholder": Case(
         lambda snap: snap,
-        (E(BAD, "custom", "template", "unknown placeholder {extract_table}"),),
+        (E(BAD, None, "template", "unknown placeholder {extract_table}"),),
         edit_templates=edit_template("custom_sync.yaml", "{extract_name}`", "{extract_table}`"),
     ),
     "template_param_default_with_unknown_placeholder": Case(
         lambda snap: snap,
-        (E(BAD, "custom", "template", "params: unknown placeholder {customer}"),),
+        (E(BAD, None, "template", "params: unknown placeholder {customer}"),),
         edit_templates=edit_template("custom_sync.yaml", "extract_{customer_key}", "x_{customer}"),
     ),
     "template_with_unknown_operator": Case(
@@ -736,12 +747,12 @@ CASES: dict[str, Case] = {
     ),
     "template_with_unknown_key": Case(
         lambda snap: snap,
-        (E(BAD, "custom", "template", "custom_sync.yaml: schedule: unknown template key"),),
+        (E(BAD, None, "template", "custom_sync.yaml: schedule: unknown template key"),),
         edit_templates=edit_template("custom_sync.yaml", "cron:\n", "schedule: daily\ncron:\n"),
     ),
     "template_named_differently_from_its_file": Case(
         lambda snap: snap,
-        (E(BAD, "custom", "template", "must be 'custom_sync', the file's name"),),
+        (E(BAD, None, "template", "must be 'custom_sync', the file's name"),),
         edit_templates=edit_template("custom_sync.yaml", "template: custom_sync", "template: x"),
     ),
     "template_file_removed": Case(

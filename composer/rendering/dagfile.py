@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from composer.dagspec import CodeRef, DagSpec, TaskSpec
 from composer.rendering.literals import ASSET_CLASS, INDENT, literal
+from composer.rendering.mapped import mapped_call
 
 # Operators Airflow 3 moved from its core into the standard provider: Airflow 3 still
 # resolves the old path but warns (DeprecatedImportWarning), and Airflow 2.11 has no
@@ -197,6 +198,9 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
             for key, value in sorted(task.args.items())
         ]
         operator = names.add(api.operator(task.operator))
+        if task.expand:  # a mapped task (composer/taskgraph.py)
+            body.extend(mapped_call(pad, var_of[task.ref], operator, call, task, name_of))
+            continue
         one_line = f"{pad}{var_of[task.ref]} = {operator}({', '.join(call)})"
         if len(one_line) <= 100 and "\n" not in one_line:
             body.append(one_line)
