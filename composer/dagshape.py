@@ -25,8 +25,9 @@ def cron_dag_id(customer_id: str, integration_id: str) -> str:
 
 
 def main_schedule(customer: Customer, settings: Any) -> str:
-    """The main DAG's staggered cron (local time). One place, read by composition and by
-    the fleet report, which needs every customer's schedule without composing it."""
+    """The main DAG's staggered cron (local time), or its non-cron schedule as written
+    (composer/timetables.py). One place, read by composition and by the fleet report,
+    which needs every customer's schedule without composing it."""
     cron = normalize_schedule(customer.main_schedule or settings.default_main_schedule)
     return staggered(cron, main_dag_id(customer.customer_id), settings.stagger_minutes)
 
