@@ -288,3 +288,39 @@ def test_shipped_callables_choose_by_local_weekday_and_resolve_group_relative_id
     assert chosen == ["daily.full_load"]
     assert callables_lib.choose_by_weekday({"monday": "full_load"}, None, "UTC", **context) == []
     assert not callables_lib.is_school_day("America/Chicago", skip_dates=["2026-12-07"], **context)
+
+
+@pytest.mark.airflow
+def test_any_argument_annotated_as_callable_takes_an_allow_listed_callable(tmp_path: Path):
+    from composer.callables import callable_arguments
+    from composer.operators import OperatorCatalog
+
+    sensor = "airflow.providers.google.cloud.sensors.gcs.GCSObjectUpdateSensor"
+    catalog = OperatorCatalog()
+    assert "ts_func" in callable_arguments(catalog, sensor)  # `ts_func: Callable = ...`
+    assert "python_callable" in callable_arguments(catalog, PYTHON_OP)
+    bigquery = "airflow.providers.google.cloud.operators.bigquery.BigQueryInsertJobOperator"
+    assert "configuration" not in callable_arguments(catalog, bigquery)
+    templates = example_templates(EXAMPLE, tmp_path)
+    (templates / "fresh_export.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            template: fresh_export
+            description: Waits for the export to be updated after the run's moment.
+            imports: [composer.callables_lib.run_moment]
+            tasks:
+              export_updated:
+                operator: {sensor}
+                args:
+                  bucket: "{{landing_bucket}}"
+                  object: "exports/{{customer_id}}.csv"
+                  ts_func: composer.callables_lib.run_moment
+            main: {{}}
+            """
+        )
+    )
+    builder = FleetBuilder(_row(template="fresh_export"), templates)
+    build = builder.build("oak-sd")
+    assert [str(e) for e in build.errors] == []
+    source = next(f.content.decode() for f in build.files if f.path.endswith("__main.py"))
+    assert "from composer.callables_lib import" in source and "ts_func=run_moment" in source
