@@ -76,15 +76,26 @@ def allowed_operators(settings: FleetSettings, templates: TemplateCatalog) -> fr
         except TemplateError:
             continue
     found.update(t["operator"] for t in tasks if isinstance(t, dict) and "operator" in t)
-    found = {o for o in found if isinstance(o, str) and not runs_code(o)}
-    return frozenset(found | set(settings.operators))
+    used = {o for o in found if isinstance(o, str)}
+    allowed = AllowedOperators({o for o in used if not runs_code(o)} | set(settings.operators))
+    allowed.code_runners = frozenset(o for o in used if runs_code(o)) - allowed
+    return allowed
+
+
+class AllowedOperators(frozenset):
+    """The operators a store value may name; `code_runners`: those the templates use
+    that run the code they are given, refused to overrides unless fleet.yaml lists them
+    (so the refusal can say why)."""
+
+    code_runners: frozenset[str] = frozenset()
 
 
 def operator_problem(operator: object, allowed: frozenset[str]) -> str | None:
     if isinstance(operator, str) and operator in allowed:
         return None
-    if runs_code(operator):
-        return code_running_override_problem(operator, ())
+    used_by_templates = {o.rsplit(".", 1)[-1] for o in getattr(allowed, "code_runners", ())}
+    if isinstance(operator, str) and operator.rsplit(".", 1)[-1] in used_by_templates:
+        return code_running_override_problem(operator, ())  # either path of the class
     return (
         f"operator {operator!r} is not allowed: a store value may name only an operator "
         "that the templates use or fleet.yaml lists under operators"

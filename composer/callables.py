@@ -7,8 +7,8 @@ alias) is written as an import of a name on the allow-list (template and fleet.y
 same import composition already does for its argument names, and is kept in the
 operator FactCache like them.
 
-Operators that call a Python callable (PythonOperator and its branch / short-circuit /
-virtualenv kin) run whatever they are given with whatever arguments: a template
+Operators that run code they are handed (PythonOperator and its branch / short-circuit /
+virtualenv kin with whatever arguments, BashOperator with whatever command): a template
 (reviewed code) may use them, but a task override (a store value) may add or switch to
 one only when fleet.yaml `operators:` lists it. Decided by name, before any import.
 """
@@ -23,7 +23,7 @@ from composer.operators import OperatorCatalog, _defining_files, import_object
 # before any import, in a task override).
 CALLABLE_ARG_NAMES = frozenset({"python_callable"})
 
-# Class names of the operators that call a Python callable (standard provider and the
+# Class names of the operators that run code they are handed (standard provider and the
 # Airflow 2 core paths alike).
 CODE_RUNNING_CLASSES = frozenset(
     {
@@ -35,12 +35,14 @@ CODE_RUNNING_CLASSES = frozenset(
         "ExternalPythonOperator",
         "BranchExternalPythonOperator",
         "PythonSensor",
+        "BashOperator",
+        "BashSensor",
     }
 )
 
 
 def runs_code(operator: object) -> bool:
-    """An operator path whose class calls a Python callable (by name, nothing imported)."""
+    """An operator path whose class runs code it is handed (by name, nothing imported)."""
     return isinstance(operator, str) and operator.rsplit(".", 1)[-1] in CODE_RUNNING_CLASSES
 
 
@@ -79,10 +81,10 @@ def callable_arguments(catalog: OperatorCatalog, operator: str) -> frozenset[str
 def code_running_override_problem(
     operator: object, allowed_by_fleet: tuple[str, ...]
 ) -> str | None:
-    """Why a task override may not name this operator, when it runs Python code."""
+    """Why a task override may not name this operator, when it runs code it is handed."""
     if not runs_code(operator) or operator in allowed_by_fleet:
         return None
     return (
-        f"operator {operator!r} runs Python code: templates may use it, a task override "
-        "may add it only when fleet.yaml lists it under operators"
+        f"operator {operator!r} is not allowed: it runs the code it is given; templates "
+        "may use it, a task override only when fleet.yaml lists it under operators"
     )

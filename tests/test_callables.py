@@ -235,7 +235,8 @@ def test_an_override_cannot_add_a_python_operator_unless_fleet_yaml_lists_it(
     errors = _errors(templates, _row(added))
     assert len(errors) == 1
     assert "field task_overrides.again.operator" in errors[0]
-    assert "runs Python code" in errors[0] and "fleet.yaml lists it under operators" in errors[0]
+    assert "runs the code it is given" in errors[0]
+    assert "a task override only when fleet.yaml lists it under operators" in errors[0]
     allowed = example_templates(EXAMPLE, tmp_path)
     fleet = allowed / "fleet.yaml"
     fleet.write_text(fleet.read_text().replace("operators:\n", f"operators:\n- {PYTHON_OP}\n", 1))
