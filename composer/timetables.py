@@ -142,25 +142,29 @@ def check_timetable(spec: object, where: str = "") -> None:
     missing = sorted(required - set(spec))
     if missing:
         raise ValueError(f"{at}a {kind} timetable needs {missing[0]!r}")
-    for cron in spec["crons"] if kind == "multiple_cron" else [spec.get("cron")] * (kind == "cron"):
-        normalize_cron(cron)
     if kind == "multiple_cron" and (not isinstance(spec["crons"], list) or not spec["crons"]):
         raise ValueError(f"{at}crons must be a non-empty list of cron expressions")
-    if "delta" in spec and _seconds(spec["delta"], "delta") <= 0:
-        raise ValueError(f"{at}delta must be longer than zero")
-    if "interval" in spec:
-        _seconds(spec["interval"], "interval")
+    if kind == "events" and (not isinstance(spec["event_dates"], list) or not spec["event_dates"]):
+        raise ValueError(f"{at}event_dates must be a non-empty list of local date-times")
+    for cron in spec["crons"] if kind == "multiple_cron" else [spec.get("cron")] * (kind == "cron"):
+        try:
+            normalize_cron(cron)
+        except ValueError as exc:
+            raise ValueError(f"{at}{exc}") from None
+    try:
+        if "delta" in spec and _seconds(spec["delta"], "delta") <= 0:
+            raise ValueError("delta must be longer than zero")
+        if "interval" in spec:
+            _seconds(spec["interval"], "interval")
+        for value in spec["event_dates"] if kind == "events" else ():
+            _local_datetime(value)
+    except ValueError as exc:
+        raise ValueError(f"{at}{exc}") from None
     for key in ("run_immediately", "restrict_to_events"):
         if key in spec and not isinstance(spec[key], bool):
             raise ValueError(f"{at}{key} must be true or false")
     if "description" in spec and not isinstance(spec["description"], str):
         raise ValueError(f"{at}description must be a string")
-    if kind == "events":
-        dates = spec["event_dates"]
-        if not isinstance(dates, list) or not dates:
-            raise ValueError(f"{at}event_dates must be a non-empty list of local date-times")
-        for value in dates:
-            _local_datetime(value)
 
 
 def check_named_timetables(raw: object, airflow_target: int = 3) -> dict[str, dict[str, Any]]:
