@@ -19,7 +19,7 @@ from composer.errors import SettingsError
 from composer.settings import load_settings
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from composer.timetables import normalize_schedule, schedule_for
-from tests.airflow2_env import Airflow2EnvError, ensure_airflow2_env, in_ci
+from tests.airflow2_env import REPO, Airflow2EnvError, ensure_airflow2_env, in_ci
 from tests.conftest import make_store
 from tests.examples import example_snapshot, example_templates
 
@@ -238,3 +238,30 @@ def test_target2_timetables_and_callables_import_in_airflow_2_11(
         "choose_load": "BranchPythonOperator",
         "record": "PythonOperator",
     }
+
+
+def test_setup_tasks_run_in_manual_and_timetable_dags_but_not_in_continuous_ones():
+    rows = Snapshot(
+        (CustomerRow("elm-sd", "Elm SD", CHICAGO, True),),
+        (
+            IntegrationRow(
+                "elm-sd", "grades", "powerschool_grades", True,
+                params='{"sis_base_url": "https://elm.powerschool.com"}',
+            ),
+            IntegrationRow(
+                "elm-sd", "staar", "state_assessments", True, schedule="none",
+                params='{"state_code": "TX"}',
+            ),
+            IntegrationRow(
+                "elm-sd", "classroom", "google_classroom", True, schedule="@continuous",
+                params='{"classroom_domain": "elm.org"}',
+            ),
+        ),
+    )  # fmt: skip
+    build = FleetBuilder(rows, REPO / "templates").build("elm-sd")
+    assert [str(e) for e in build.errors] == []
+    files = {f.path.split("/")[-1]: f.content.decode() for f in build.files}
+    assert "task_id='ensure_dataset'" in files["elm-sd__staar.py"]
+    assert "schedule=None," in files["elm-sd__staar.py"]
+    assert "task_id='ensure_dataset'" not in files["elm-sd__classroom.py"]
+    assert "schedule='@continuous'," in files["elm-sd__classroom.py"]
