@@ -325,3 +325,12 @@ def test_any_argument_annotated_as_callable_takes_an_allow_listed_callable(tmp_p
     assert [str(e) for e in build.errors] == []
     source = next(f.content.decode() for f in build.files if f.path.endswith("__main.py"))
     assert "from composer.callables_lib import" in source and "ts_func=run_moment" in source
+
+
+def test_fleet_deploy_ships_the_callables_the_generated_files_import():
+    from composer.deploy import deploy_files
+    from composer.verify import shipped_package_files
+
+    assert "composer/callables_lib.py" in deploy_files()
+    # The verifier imports generated files against this copy, not the checkout.
+    assert "composer/callables_lib.py" in shipped_package_files()
