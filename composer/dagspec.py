@@ -78,6 +78,9 @@ class DagSpec:
     # Non-empty: scheduled when every one of these assets was updated, or at `schedule`
     # (AssetOrTimeSchedule / DatasetOrTimeSchedule).
     assets: tuple[AssetRef, ...] = ()
+    # Non-None: `schedule=` is this instead of the cron (composer/timetables.py Schedule:
+    # manual only, @once, @continuous or a timetable Call).
+    timetable: Any = None
 
     @property
     def path(self) -> str:
