@@ -5,7 +5,9 @@ district's data, so a name it holds is only ever looked up in these lists, befor
 anything is imported (importing a module runs it: `antigravity` opens a browser):
 - operators: those the templates and fleet.yaml `setup_tasks` use, plus fleet.yaml
   `operators:` (templates and fleet.yaml are reviewed code; the store is not);
-- callables (`*_callback` arguments): fleet.yaml and the template's `imports:`;
+- callables (`*_callback`, `python_callable`, any argument that takes a callable):
+  fleet.yaml and the template's `imports:`; operators that run a Python callable count
+  for overrides only when fleet.yaml `operators:` lists them (composer/callables.py);
 - legacy files: fleet.yaml `legacy_files:` names the one customer that may publish
   each file, so no customer can publish (and run) another's legacy DAG.
 An override also cannot choose the credentials or the place a task runs with: see
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+from composer.callables import CALLABLE_ARG_NAMES, code_running_override_problem, runs_code
 from composer.model import Customer
 from composer.settings import FleetSettings
 from composer.templates import DOTTED_RE, TemplateCatalog, TemplateError
@@ -63,8 +66,9 @@ def override_arg_problem(arg: str, value: object) -> str | None:
 
 def allowed_operators(settings: FleetSettings, templates: TemplateCatalog) -> frozenset[str]:
     """Every operator path the reviewed files use, plus fleet.yaml's explicit list. A
-    template that does not load adds nothing (its customers fail on it anyway)."""
-    found = set(settings.operators)
+    template that does not load adds nothing (its customers fail on it anyway); one that
+    runs Python code counts only when fleet.yaml lists it (composer/callables.py)."""
+    found: set[str] = set()
     tasks = list((settings.setup_tasks or {}).values())
     for name in templates.names():
         try:
@@ -74,12 +78,26 @@ def allowed_operators(settings: FleetSettings, templates: TemplateCatalog) -> fr
         except TemplateError:
             continue
     found.update(t["operator"] for t in tasks if isinstance(t, dict) and "operator" in t)
-    return frozenset(o for o in found if isinstance(o, str))
+    used = {o for o in found if isinstance(o, str)}
+    allowed = AllowedOperators({o for o in used if not runs_code(o)} | set(settings.operators))
+    allowed.code_runners = frozenset(o for o in used if runs_code(o)) - allowed
+    return allowed
+
+
+class AllowedOperators(frozenset):
+    """The operators a store value may name; `code_runners`: those the templates use
+    that run the code they are given, refused to overrides unless fleet.yaml lists them
+    (so the refusal can say why)."""
+
+    code_runners: frozenset[str] = frozenset()
 
 
 def operator_problem(operator: object, allowed: frozenset[str]) -> str | None:
     if isinstance(operator, str) and operator in allowed:
         return None
+    used_by_templates = {o.rsplit(".", 1)[-1] for o in getattr(allowed, "code_runners", ())}
+    if isinstance(operator, str) and operator.rsplit(".", 1)[-1] in used_by_templates:
+        return code_running_override_problem(operator, ())  # either path of the class
     return (
         f"operator {operator!r} is not allowed: a store value may name only an operator "
         "that the templates use or fleet.yaml lists under operators"
@@ -132,7 +150,9 @@ def override_problem(
         args = patch.get("args") if isinstance(patch.get("args"), dict) else {}
         for key in sorted(args):
             problem = override_arg_problem(key, args[key]) or (
-                callables_problem(args[key], callables) if is_callback(key) else None
+                callables_problem(args[key], callables)
+                if is_callback(key) or key in CALLABLE_ARG_NAMES
+                else None
             )
             if problem:
                 return f"{where}.args.{key}", problem

@@ -22,6 +22,7 @@ from composer.allowlist import (
     override_problem,
 )
 from composer.assets import asset_refs
+from composer.callables import callable_arguments
 from composer.dagshape import DagShapes, cron_dag_id, main_dag_id
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
@@ -394,7 +395,8 @@ class Composer(DagShapes):
             self._fail(customer, integration, f"{field}.args.{missing}", f"is required by {name}")
         for arg, why in self.operators.value_problems(args):
             self._fail(customer, integration, f"{field}.args.{arg}", why)
-        return self._callbacks(customer, integration, f"{field}.args", args, allowed)
+        takes = callable_arguments(self.operators, operator)  # python_callable, ...
+        return self._callbacks(customer, integration, f"{field}.args", args, allowed, takes)
 
     def _callbacks(
         self,
@@ -403,9 +405,10 @@ class Composer(DagShapes):
         field: str,
         args: dict,
         allowed: set[str],
+        takes: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         out = dict(args)
-        for key in sorted(a for a in args if is_callback(a)):
+        for key in sorted(a for a in args if is_callback(a) or a in takes):
             value = args[key]
             paths = value if isinstance(value, list) else [value]
             refs = []

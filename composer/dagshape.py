@@ -13,9 +13,9 @@ from typing import Any
 from composer import params as layers
 from composer.dagspec import DagSpec, GroupSpec, TaskSpec
 from composer.model import Customer, Integration
-from composer.schedule import is_sub_daily, normalize_cron, stagger
 from composer.taskgraph import inner_groups, order_integrations
 from composer.templates import Template
+from composer.timetables import is_sub_daily, normalize_schedule, schedule_for, staggered
 
 
 def main_dag_id(customer_id: str) -> str:
@@ -27,16 +27,17 @@ def cron_dag_id(customer_id: str, integration_id: str) -> str:
 
 
 def main_schedule(customer: Customer, settings: Any) -> str:
-    """The main DAG's staggered cron (local time). One place, read by composition and by
-    the fleet report, which needs every customer's schedule without composing it."""
-    cron = normalize_cron(customer.main_schedule or settings.default_main_schedule)
-    return stagger(cron, main_dag_id(customer.customer_id), settings.stagger_minutes)
+    """The main DAG's staggered cron (local time), or its non-cron schedule as written
+    (composer/timetables.py). One place, read by composition and by the fleet report,
+    which needs every customer's schedule without composing it."""
+    cron = normalize_schedule(customer.main_schedule or settings.default_main_schedule)
+    return staggered(cron, main_dag_id(customer.customer_id), settings.stagger_minutes)
 
 
 def cron_schedule(customer: Customer, integration: Integration, settings: Any) -> str:
     """An own-DAG integration's staggered cron (local time); see main_schedule."""
     dag_id = cron_dag_id(customer.customer_id, integration.integration_id)
-    return stagger(integration.schedule or "", dag_id, settings.stagger_minutes)
+    return staggered(integration.schedule or "", dag_id, settings.stagger_minutes)
 
 
 class DagShapes:
@@ -78,11 +79,13 @@ class DagShapes:
             )
             tasks.extend(self._after(setup, block_tasks))
         self._check_unique_nodes(customer, setup, [(i, b, g) for i, _, b, g in blocks])
+        schedule = main_schedule(customer, self.settings)
         return DagSpec(
             dag_id=dag_id,
             customer_id=customer.customer_id,
             variant="main",
-            schedule=main_schedule(customer, self.settings),
+            schedule=schedule,
+            timetable=self._timetable(customer, None, "main_schedule", schedule),
             timezone=customer.timezone,
             start_date=self.start_after.get(customer.customer_id, self.settings.start_date),
             description=f"{customer.name}: nightly main DAG",
@@ -120,11 +123,13 @@ class DagShapes:
             (template.cron or {}).get("description") or "",
             resolver,
         )
+        schedule = cron_schedule(customer, integration, self.settings)
         return DagSpec(
             dag_id=dag_id,
             customer_id=customer.customer_id,
             variant="cron",
-            schedule=cron_schedule(customer, integration, self.settings),
+            schedule=schedule,
+            timetable=self._timetable(customer, integration, "schedule", schedule),
             timezone=customer.timezone,
             start_date=self.start_after.get(customer.customer_id, self.settings.start_date),
             description=str(
@@ -139,6 +144,20 @@ class DagShapes:
             templates=(template.name,),
             paused_at_creation=self.settings.paused_at_creation,
         )
+
+    def _timetable(
+        self, customer: Customer, integration: Integration | None, field: str, schedule: str
+    ) -> Any:
+        """The DAG's non-cron schedule (composer/timetables.py), or None for the cron."""
+        try:
+            return schedule_for(
+                schedule,
+                customer.timezone,
+                getattr(self.settings, "timetables", {}),
+                self.settings.airflow_target,
+            )
+        except ValueError as exc:
+            self._fail(customer, integration, field, str(exc))
 
     @staticmethod
     def _after(setup: list[TaskSpec], block: list[TaskSpec]) -> list[TaskSpec]:

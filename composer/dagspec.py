@@ -65,7 +65,7 @@ class DagSpec:
     dag_id: str
     customer_id: str
     variant: Variant
-    schedule: str | None  # 5-field cron, in `timezone` (roll-up: its deadline); None: manual
+    schedule: str  # 5-field cron, in `timezone` (for a roll-up: its deadline tick)
     timezone: str
     start_date: dt.date  # a UTC datetime for a customer that moved in (start after the move)
     description: str
@@ -78,6 +78,9 @@ class DagSpec:
     # Non-empty: scheduled when every one of these assets was updated, or at `schedule`
     # (AssetOrTimeSchedule / DatasetOrTimeSchedule).
     assets: tuple[AssetRef, ...] = ()
+    # Non-None: `schedule=` is this instead of the cron (composer/timetables.py Schedule:
+    # manual only, @once, @continuous or a timetable Call).
+    timetable: Any = None
 
     @property
     def path(self) -> str:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from composer.errors import ConfigError, one_line
-from composer.schedule import normalize_cron
 from composer.store import CustomerRow, IntegrationRow, Snapshot
+from composer.timetables import normalize_schedule
 from composer.timezones import timezone_problem
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
@@ -50,7 +50,7 @@ class Integration:
     customer_id: str
     integration_id: str
     template: str
-    schedule: str | None  # normalized cron, or None for the main DAG
+    schedule: str | None  # normalized cron or composer/timetables.py schedule; None: main DAG
     params: dict[str, Any]
     task_overrides: dict[str, Any] | None
     # Pinned version of its template (composer/versions.py); None: default or rollout.
@@ -64,7 +64,7 @@ class Customer:
     timezone: str
     parent_customer_id: str | None
     active: bool
-    main_schedule: str | None  # normalized cron, or None for the fleet default
+    main_schedule: str | None  # as Integration.schedule; None for the fleet default
     legacy_dag_file: str | None
     params: dict[str, Any]
     integrations: tuple[Integration, ...]  # enabled ones, by integration_id
@@ -179,7 +179,7 @@ def _cron(value: str | None, field_name: str, errors: list[str]) -> str | None:
     if value is None:
         return None
     try:
-        return normalize_cron(value)
+        return normalize_schedule(value)
     except ValueError as exc:
         errors.append(f"{field_name}|{exc}")
         return None

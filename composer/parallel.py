@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from composer.build import FleetBuilder
+from composer.callables import callable_arguments
 from composer.errors import BuildFailed, ConfigError
 from composer.operators import UnknownOperator
 from composer.templates import TemplateError
@@ -256,6 +257,7 @@ class BuildRunner:
         for operator in sorted(o for o in operators if isinstance(o, str)):
             with contextlib.suppress(UnknownOperator):  # reported per customer by composition
                 composer.operators.missing_arguments(operator, set())
+                callable_arguments(composer.operators, operator)
         for dotted in sorted(callables):
             with contextlib.suppress(UnknownOperator):
                 composer.operators.check_callable(dotted)

@@ -35,6 +35,7 @@ _KEYS = {
     "tenant_namespaces",
     "tenant_exceptions",
     "legacy_files",
+    "timetables",
     "rollout",
     "disabled_templates",
 }
@@ -67,6 +68,8 @@ class FleetSettings:
     tenant_exceptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Legacy file name -> the one customer_id that may publish it.
     legacy_files: dict[str, str] = field(default_factory=dict)
+    # Named timetables a store schedule may pick (`timetable:<name>`; composer/timetables.py).
+    timetables: dict[str, Any] = field(default_factory=dict)
     # Template versions: staged rollout and the kill switch (composer/versions.py).
     rollout: dict[str, Rollout] = field(default_factory=dict)
     disabled_templates: tuple[str, ...] = ()
@@ -195,9 +198,21 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         limits=_limits(path, raw.get("limits")),
         environments=_environments(path, raw.get("environments")),
         paused_at_creation=paused,
+        timetables=_timetables(path, raw.get("timetables"), target),
         **security,
         **rollout_settings(path, raw),
     )
+
+
+def _timetables(path: Path, raw: Any, airflow_target: int) -> dict[str, Any]:
+    """`timetables:` is checked once here, the target's classes included (one error,
+    not one per customer that uses it)."""
+    from composer.timetables import check_named_timetables
+
+    try:
+        return check_named_timetables(raw, airflow_target)
+    except ValueError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
 
 
 def _security_settings(path: Path, raw: dict[str, Any]) -> dict[str, Any]:

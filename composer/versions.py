@@ -33,6 +33,7 @@ import json_merge_patch
 from composer.errors import InvalidConfig, SettingsError, invalid
 from composer.keys import unknown_keys
 from composer.templates import NAME_RE, Template, TemplateError, parse_template
+from composer.timetables import Schedule
 
 if TYPE_CHECKING:
     from composer.dagspec import DagSpec
@@ -293,7 +294,7 @@ def finish(
             tags.insert(at, f"template:{name}@{number}")
         changes: dict[str, Any] = {"tags": tuple(tags)}
         if spec.variant != "main" and any(t in settings.disabled_templates for t in spec.templates):
-            changes["schedule"] = None
+            changes["timetable"] = Schedule(None)  # `schedule=None`: manual runs only
             changes["tags"] = (*tags, DISABLED_TAG)
         out.append(dataclasses.replace(spec, **changes))
     return out

@@ -365,8 +365,8 @@ CASES: dict[str, Case] = {
     "main_schedule_that_never_fires": Case(
         customer(main_schedule="0 2 30 2 *"), (E(BAD, None, "main_schedule", "never fires"),)
     ),
-    "main_schedule_once_preset": Case(
-        customer(main_schedule="@once"),
+    "main_schedule_unknown_preset": Case(  # @once is a schedule now (composer/timetables.py)
+        customer(main_schedule="@reboot"),
         (E(BAD, None, "main_schedule", "is not a recurring preset"),),
     ),
     "main_schedule_empty_string": Case(

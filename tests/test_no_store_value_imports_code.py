@@ -81,6 +81,7 @@ arg_names = st.sampled_from(
         "on_success_callback",
         "sla_miss_callback",
         "my_callback",
+        "python_callable",
         "function_id",
         "sql",
         "bash_command",
@@ -160,6 +161,18 @@ def warm_up(templates: Path) -> None:
 @example({}, {}, {"export_grades": {"args": {"on_failure_callback": f"{PROBE}.ops.hook"}}}, None)
 @example({}, {}, {"export_grades": {"args": {"my_callback": [f"{PROBE}.ops.hook"]}}}, None)
 @example({"on_failure_callback": f"{PROBE}.ops.hook"}, {}, {}, None)
+@example({}, {}, {"export_grades": {"args": {"python_callable": f"{PROBE}.ops.hook"}}}, None)
+@example(
+    {},
+    {},
+    {
+        "added": {
+            "operator": "airflow.providers.standard.operators.python.PythonOperator",
+            "args": {"python_callable": f"{PROBE}.ops.hook"},
+        }
+    },
+    None,
+)
 @example({}, {}, {}, "planted.py")
 def test_no_store_value_causes_an_import(
     world, customer_params, integration_params, patch, legacy_file

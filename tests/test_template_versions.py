@@ -410,9 +410,9 @@ def test_disabling_the_roll_up_template_makes_roll_ups_manual_only(tmp_path, dem
     builder = FleetBuilder(demo_snapshot, folder)
     specs = compose(builder, "cascade-esd")
     rollup = specs["cascade-esd__rollup"]
-    assert rollup.schedule is None and rollup.tags[-1] == "disabled"
+    assert rollup.timetable.value is None and rollup.tags[-1] == "disabled"
     assert rollup.assets  # its sources are still known: re-enabling restores the schedule
-    assert specs["cascade-esd__main"].schedule is not None
+    assert specs["cascade-esd__main"].timetable is None
     assert "disabled" not in specs["cascade-esd__main"].tags
     dags = tmp_path / "dags"
     for rendered in builder.build("cascade-esd").files:
@@ -462,3 +462,22 @@ def test_fleet_lint_checks_every_version_against_its_operators(tmp_path, fleet_c
     assert code == 1
     (line,) = err.strip().splitlines()
     assert "attendance.yaml: versions.3.tasks.attendance_plausible.args.pass_valu" in line, line
+
+
+def test_the_kill_switch_stops_a_dag_on_any_schedule_not_only_a_cron(tmp_path):
+    from composer.timetables import Schedule
+
+    snapshot = example_snapshot(EXAMPLE)
+    rows = tuple(
+        dataclasses.replace(i, schedule="@continuous") if i.customer_id == "dubuque-csd" else i
+        for i in snapshot.integrations
+    )
+    folder = templates_with(tmp_path, disabled_templates=["attendance"])
+    builder = FleetBuilder(Snapshot(snapshot.customers, rows), folder)
+    spec = compose(builder, "dubuque-csd")["dubuque-csd__attendance"]
+    assert spec.timetable == Schedule(None) and "disabled" in spec.tags
+    set_fleet(folder, disabled_templates=None)
+    spec = FleetBuilder(Snapshot(snapshot.customers, rows), folder).composer.compose(
+        builder.fleet.customers["dubuque-csd"]
+    )[0][-1]
+    assert spec.timetable == Schedule("@continuous") and "disabled" not in spec.tags

@@ -17,13 +17,16 @@ from composer.rendering.mapped import mapped_call
 # Operators Airflow 3 moved from its core into the standard provider: Airflow 3 still
 # resolves the old path but warns (DeprecatedImportWarning), and Airflow 2.11 has no
 # standard provider unless it is installed. A template may name either spelling; each
-# target imports the one that is native there. (Python-callable operators are left
-# out: a template cannot pass them a callable.)
+# target imports the one that is native there (the Python-callable ones take an
+# allow-listed callable: composer/callables.py).
 _MOVED = (  # same path below airflow.providers.standard
     "operators.bash.BashOperator",
     "operators.datetime.BranchDateTimeOperator",
     "operators.empty.EmptyOperator",
     "operators.latest_only.LatestOnlyOperator",
+    "operators.python.BranchPythonOperator",
+    "operators.python.PythonOperator",
+    "operators.python.ShortCircuitOperator",
     "operators.trigger_dagrun.TriggerDagRunOperator",
     "operators.weekday.BranchDayOfWeekOperator",
     "sensors.bash.BashSensor",
@@ -125,7 +128,7 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
     except KeyError:
         raise ValueError(f"airflow_target must be 2 or 3, not {airflow_target!r}") from None
     names = _Names()
-    for name in ("DAG", "CronTriggerTimetable"):
+    for name in ("DAG", "CronTriggerTimetable") if spec.timetable is None else ("DAG",):
         names.add(api.path(name))
     if spec.groups:
         names.add(api.path("TaskGroup"))
@@ -139,10 +142,10 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
     cron = (
         f"{names.add(api.path('CronTriggerTimetable'))}"
         f"({spec.schedule!r}, timezone={spec.timezone!r})"
+        if spec.timetable is None
+        else ""
     )
-    if spec.schedule is None:  # manual runs only (a disabled template: composer/versions.py)
-        schedule = "None"
-    elif spec.assets:
+    if spec.assets:
         # Every asset updated since the last asset-triggered run, or the deadline tick.
         keyword = "assets" if airflow_target == 3 else "datasets"
         assets = literal(list(spec.assets), name_of, 2)
@@ -152,6 +155,8 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
         )
     else:
         schedule = cron
+    if spec.timetable is not None:  # manual, @once, @continuous, a timetable (timetables.py)
+        schedule = literal(spec.timetable.value, name_of, 1)
     dag_args = {
         "dag_id": repr(spec.dag_id),
         "description": repr(spec.description),

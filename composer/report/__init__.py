@@ -25,6 +25,7 @@ from composer.report.figures import (
     compute,
 )
 from composer.report.html import render
+from composer.timetables import is_cron, uncharted_reason
 
 if TYPE_CHECKING:
     from composer.pipeline import FleetPlan
@@ -91,6 +92,9 @@ def facts(fleet_plan: FleetPlan, day: dt.date, only: str | None = None) -> Fleet
                 integration = integrations[integration_id]
                 schedule = cron_schedule(customer, integration, settings)
                 variant, templates = "cron", {integration.template}
+            if not is_cron(schedule):  # manual, @once, @continuous, a timetable
+                uncharted.append((customer_id, f"{dag_id}: {uncharted_reason(schedule)}"))
+                continue
             used |= templates
             timings.append(
                 DagTiming(
