@@ -21,7 +21,6 @@ from composer.allowlist import (
     is_callback,
     override_problem,
 )
-from composer.assets import asset_refs
 from composer.dagshape import DagShapes, cron_dag_id, main_dag_id
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
@@ -42,6 +41,7 @@ from composer.substitution import (
     substitute,
 )
 from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
+from composer.typed_values import TypedValueError, TypedValues
 
 SETUP_GROUP = ""
 
@@ -64,6 +64,7 @@ class Composer(DagShapes):
         # after the move (composer/fleetenvs.py), so no tick the old one ran runs again.
         self.start_after: dict[str, dt.datetime] = {}
         self._allowed_operators: frozenset[str] | None = None
+        self.typed = TypedValues(getattr(operators, "facts", None))
 
     # -- public ---------------------------------------------------------------
 
@@ -192,11 +193,6 @@ class Composer(DagShapes):
             args = self._checked_args(
                 customer, integration, field, task["operator"], task.get("args") or {}, allowed
             )
-            if "outlets" in args:
-                try:
-                    args["outlets"] = asset_refs(args["outlets"])
-                except ValueError as exc:
-                    self._fail(customer, integration, f"{field}.args.outlets", str(exc))
             groups = (*outer, task["group"]) if task.get("group") else outer
             specs.append(
                 TaskSpec(task_id, groups, task["operator"], args, tuple(task.get("upstream", [])))
@@ -368,7 +364,23 @@ class Composer(DagShapes):
             self._fail(customer, integration, f"{field}.args.{missing}", f"is required by {name}")
         for arg, why in self.operators.value_problems(args):
             self._fail(customer, integration, f"{field}.args.{arg}", why)
-        return self._callbacks(customer, integration, f"{field}.args", args, allowed)
+        args = self._callbacks(customer, integration, f"{field}.args", args, allowed)
+        return self._typed(customer, integration, f"{field}.args", operator, args)
+
+    def _typed(
+        self,
+        customer: Customer,
+        integration: Integration | None,
+        field: str,
+        op: str | None,
+        args: dict,
+    ) -> dict[str, Any]:
+        """Plain data -> the types the operator's signature declares (composer/typed_values.py);
+        `op` None: BaseOperator's, for default_args."""
+        try:
+            return self.typed.convert(self.typed.kinds(op), args)
+        except TypedValueError as exc:
+            self._fail(customer, integration, f"{field}.{exc.path}", str(exc))
 
     def _callbacks(
         self,
@@ -428,7 +440,8 @@ class Composer(DagShapes):
         allowed = set(self.settings.imports) | set(template.imports)
         for arg, why in self.operators.value_problems(args):
             self._fail(customer, integration, f"default_args.{arg}", why)
-        return self._callbacks(customer, integration, "default_args", args, allowed)
+        args = self._callbacks(customer, integration, "default_args", args, allowed)
+        return self._typed(customer, integration, "default_args", None, args)
 
     def _dag_default_args(
         self, customer: Customer, integration: Integration | None, resolver: ParamResolver
@@ -438,9 +451,10 @@ class Composer(DagShapes):
         )
         for arg, why in self.operators.value_problems(args):
             self._fail(customer, None, f"fleet.default_args.{arg}", why)
-        return self._callbacks(
+        args = self._callbacks(
             customer, None, "fleet.default_args", args, set(self.settings.imports)
         )
+        return self._typed(customer, None, "fleet.default_args", None, args)
 
     def _setup_tasks(self, customer: Customer, resolver: ParamResolver) -> list[TaskSpec]:
         if not self.settings.setup_tasks:
