@@ -21,6 +21,7 @@ from composer.allowlist import (
     is_callback,
     override_problem,
 )
+from composer.dag_settings import DagSettingsMixin
 from composer.dagshape import DagShapes, cron_dag_id, main_dag_id
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
@@ -46,7 +47,7 @@ from composer.typed_values import TypedValueError, TypedValues
 SETUP_GROUP = ""
 
 
-class Composer(DagShapes):
+class Composer(DagShapes, DagSettingsMixin):
     """Builds the DagSpecs of one customer at a time."""
 
     def __init__(

@@ -76,6 +76,8 @@ class DagSpec:
     # Non-empty: scheduled when every one of these assets was updated, or at `schedule`
     # (AssetOrTimeSchedule / DatasetOrTimeSchedule).
     assets: tuple[AssetRef, ...] = ()
+    # DAG-level settings (composer/dag_settings.py): extra DAG(...) arguments, typed.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> str:

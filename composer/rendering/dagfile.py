@@ -164,6 +164,8 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
         "tags": literal(list(spec.tags), name_of, 1),
         "default_args": literal(spec.default_args, name_of, 1),
     }
+    for key, value in sorted(spec.settings.items()):  # composer/dag_settings.py
+        dag_args.setdefault(key, literal(value, name_of, 1))
     body.append(f"with {names.add(api.path('DAG'))}(")
     body.extend(f"{INDENT}{key}={value}," for key, value in dag_args.items())
     body.append("):")
