@@ -119,6 +119,8 @@ def _one(key: str, value: Any, target: int, callable_ref: Callable[[str, Any], A
     if key == "doc_md":
         if not isinstance(value, str):
             raise DagSettingError(key, "must be a string (Markdown)")
+        if value.rstrip().endswith(".md"):  # Airflow would read (and render) that file
+            raise DagSettingError(key, "must be the Markdown itself, not a .md file's name")
         return value
     if key in CALLBACKS:
         return callable_ref(key, value)

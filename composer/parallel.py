@@ -256,6 +256,8 @@ class BuildRunner:
         for operator in sorted(o for o in operators if isinstance(o, str)):
             with contextlib.suppress(UnknownOperator):  # reported per customer by composition
                 composer.operators.missing_arguments(operator, set())
+                composer.typed.warm(operator)
+        composer.typed.warm(None)  # BaseOperator's, for default_args
         for dotted in sorted(callables):
             with contextlib.suppress(UnknownOperator):
                 composer.operators.check_callable(dotted)

@@ -155,6 +155,22 @@ class TypedValues:
         self.facts.put(key, found, _defining_files(dotted or "", cls))
         return found
 
+    def warm(self, dotted: str | None) -> None:
+        """Learn an operator's kinds and the schemas of its model classes (nested ones
+        too), so a build worker with this cache imports nothing."""
+        from composer.typed_models import model_schema
+
+        pending = [
+            k[len("model:") :] for k in self.kinds(dotted).values() if k.startswith("model:")
+        ]
+        seen: set[str] = set()
+        while pending:
+            qualified = pending.pop()
+            if qualified not in seen:
+                seen.add(qualified)
+                fields = model_schema(qualified, self.facts)["fields"].values()
+                pending.extend(nested for kind, nested, _ in fields if kind == "message")
+
     def convert(self, kinds: dict[str, str], args: dict[str, Any]) -> dict[str, Any]:
         """`args` with every typed argument converted; TypedValueError(path) otherwise,
         the path starting with the argument's name."""

@@ -40,6 +40,7 @@ def test_a_cron_template_sets_its_dags_settings_over_the_fleets(bag):
     assert dag.doc_md.startswith("Attendance for **Plano ISD**")
     assert dag.owner_links == {"data-platform": "mailto:data-platform@example.org"}  # fleet's
     assert dag.user_defined_macros == {"district_label": "plano_isd"}
+    assert dag.access_control == {"district-support": {"DAGs": {"can_read"}}}
     assert dag.on_failure_callback in (log_failure, [log_failure])
     days_back = dag.params.get_param("days_back")
     assert isinstance(days_back, Param)
@@ -187,8 +188,21 @@ def test_a_bad_template_key_is_one_line_with_did_you_mean(edit, expected, tmp_pa
             "cron.max_active_tasks",
             "must be a positive integer",
         ),
+        (
+            replacing(BATCH, "computed by a Cloud Batch job.", "see {customer_name}.md"),
+            "cron.doc_md",
+            "not a .md file's name",
+        ),
+        (
+            replacing(BATCH, "[can_read]}", "can_read}"),
+            "cron.access_control.district-support",
+            "must be a list of permissions",
+        ),
     ],
-    ids=["param-default", "param-no-default", "param-type", "timeout", "callback", "tasks"],
+    ids=[
+        *["param-default", "param-no-default", "param-type", "timeout", "callback", "tasks"],
+        *["doc-file", "access"],
+    ],
 )
 def test_a_bad_dag_setting_value_is_one_line_naming_the_field(
     edit, field, message, tmp_path, fleet_cli
