@@ -42,12 +42,12 @@ from composer.substitution import (
     substitute,
 )
 from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
-from composer.typed_values import TypedValueError, TypedValues
+from composer.typed_values import TypedArgs
 
 SETUP_GROUP = ""
 
 
-class Composer(DagShapes, DagSettingsMixin):
+class Composer(DagShapes, DagSettingsMixin, TypedArgs):
     """Builds the DagSpecs of one customer at a time."""
 
     def __init__(
@@ -65,7 +65,6 @@ class Composer(DagShapes, DagSettingsMixin):
         # after the move (composer/fleetenvs.py), so no tick the old one ran runs again.
         self.start_after: dict[str, dt.datetime] = {}
         self._allowed_operators: frozenset[str] | None = None
-        self.typed = TypedValues(getattr(operators, "facts", None))
 
     # -- public ---------------------------------------------------------------
 
@@ -367,21 +366,6 @@ class Composer(DagShapes, DagSettingsMixin):
             self._fail(customer, integration, f"{field}.args.{arg}", why)
         args = self._callbacks(customer, integration, f"{field}.args", args, allowed)
         return self._typed(customer, integration, f"{field}.args", operator, args)
-
-    def _typed(
-        self,
-        customer: Customer,
-        integration: Integration | None,
-        field: str,
-        op: str | None,
-        args: dict,
-    ) -> dict[str, Any]:
-        """Plain data -> the types the operator's signature declares (composer/typed_values.py);
-        `op` None: BaseOperator's, for default_args."""
-        try:
-            return self.typed.convert(self.typed.kinds(op), args)
-        except TypedValueError as exc:
-            self._fail(customer, integration, f"{field}.{exc.path}", str(exc))
 
     def _callbacks(
         self,

@@ -195,6 +195,28 @@ class TypedValues:
         return out
 
 
+class TypedArgs:
+    """Composer's part: converts a task's (or default_args') arguments, failing with
+    the field; `op` None stands for BaseOperator (default_args)."""
+
+    operators: Any
+    _typed_values: TypedValues | None = None
+
+    @property
+    def typed(self) -> TypedValues:
+        if self._typed_values is None:
+            self._typed_values = TypedValues(getattr(self.operators, "facts", None))
+        return self._typed_values
+
+    def _typed(
+        self, customer: Any, integration: Any, field: str, op: str | None, args: dict
+    ) -> dict[str, Any]:
+        try:
+            return self.typed.convert(self.typed.kinds(op), args)
+        except TypedValueError as exc:
+            self._fail(customer, integration, f"{field}.{exc.path}", str(exc))  # type: ignore[attr-defined]
+
+
 def _join(head: str, tail: str) -> str:
     return f"{head}{tail}" if tail.startswith("[") else f"{head}.{tail}" if tail else head
 
