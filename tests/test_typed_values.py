@@ -236,3 +236,43 @@ print("REPORT:" + json.dumps({
         "param_type": "integer",
         "max_active_tasks": 4,
     }
+
+
+@pytest.mark.parametrize(
+    ("patch", "error"),
+    [
+        ({"execution_timeout": "PT45M"}, None),
+        (
+            {"execution_timeout": "__import__('os').system('id')"},
+            "field task_overrides.run_batch.args.execution_timeout: "
+            "\"__import__('os').system('id')\" is not an ISO 8601 duration",
+        ),
+        (
+            {"job": {"task_groups": [{"task_spec": {"max_run_duration": "PT2H", "os": 1}}]}},
+            "field task_overrides.run_batch.args.job.task_groups[0].task_spec.os: unknown key 'os'",
+        ),
+    ],
+    ids=["converted", "code-refused", "model-key-refused"],
+)
+def test_a_store_override_is_typed_like_the_template_and_never_becomes_code(patch, error, tmp_path):
+    """An override (a store value) goes through the same conversion: a duration becomes
+    a timedelta, anything else is refused, and a model's fields are the class's own."""
+    from composer.pipeline import apply_fleet, plan_fleet
+    from tests.conftest import replace_integration
+
+    templates = example_templates(EXAMPLE, tmp_path)
+    snapshot = replace_integration(
+        example_snapshot(EXAMPLE),
+        CUSTOMER,
+        "attendance",
+        task_overrides=json.dumps({"run_batch": {"args": patch}}),
+    )
+    plan = plan_fleet(make_store(tmp_path / "f.db", snapshot), f"file://{tmp_path}/d", templates)
+    errors = [str(e) for e in plan.errors]
+    if error is None:
+        assert errors == []
+        apply_fleet(plan)
+        source = (tmp_path / "d" / CUSTOMER / f"{CUSTOMER}__attendance.py").read_text()
+        assert "execution_timeout=timedelta(seconds=2700)," in source
+    else:
+        assert len(errors) == 1 and error in errors[0], errors
