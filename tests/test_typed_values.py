@@ -74,6 +74,8 @@ def test_durations_become_timedelta_on_the_task_and_in_default_args(bag):
     assert task.max_retry_delay == dt.timedelta(hours=1)  # fleet default_args: PT1H
     grades = bag.dags[f"{CUSTOMER}__main"].get_task("grades.export_grades")
     assert grades.retry_delay == dt.timedelta(minutes=5)  # fleet.yaml: PT5M
+    report = bag.dags[f"{CUSTOMER}__main"].get_task("report.publish_report")
+    assert report.retry_delay == dt.timedelta(minutes=1)  # its TaskGroup's default_args
 
 
 def test_outlets_and_inlets_are_assets(bag):
