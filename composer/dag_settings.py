@@ -90,6 +90,30 @@ def section_problem(section: dict[str, Any], own_keys: frozenset[str]) -> DagSet
     return None
 
 
+def static_problem(
+    section: dict[str, Any], imports: frozenset[str] | None
+) -> DagSettingError | None:
+    """The first bad value among those with no placeholder, checked once when the file
+    is loaded rather than once per customer (callbacks against `imports`, when given;
+    nothing is imported)."""
+    from composer.allowlist import callable_problem
+    from composer.substitution import placeholders
+
+    plain = {k: v for k, v in section.items() if k in DAG_SETTING_KEYS and not placeholders(v)}
+
+    def callable_ref(key: str, paths: Any) -> None:
+        for path in paths if isinstance(paths, list) else [paths]:
+            problem = callable_problem(path, imports) if imports is not None else None
+            if problem:
+                raise DagSettingError(key, problem)
+
+    try:
+        typed_settings(plain, 3, callable_ref)
+    except DagSettingError as exc:
+        return exc
+    return None
+
+
 def typed_settings(
     raw: dict[str, Any],
     airflow_target: int,

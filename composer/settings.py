@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer.dag_settings import DagSettingError, section_problem
+from composer.dag_settings import DagSettingError, section_problem, static_problem
 from composer.environments import NAME_RE, Environment
 from composer.errors import SettingsError
 from composer.keys import unknown_keys
@@ -69,6 +69,14 @@ class FleetSettings:
     legacy_files: dict[str, str] = field(default_factory=dict)
     # DAG(...) arguments every generated DAG gets (composer/dag_settings.py).
     dag_settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _strings(value: Any) -> frozenset[str]:
+    return (
+        frozenset(v for v in value if isinstance(v, str))
+        if isinstance(value, list)
+        else frozenset()
+    )
 
 
 def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
@@ -146,6 +154,7 @@ def load_settings(templates_dir: Path) -> FleetSettings:
     dag_settings = raw.get("dag_settings") or {}
     problem = (
         section_problem(dag_settings, frozenset())
+        or static_problem(dag_settings, _strings(raw.get("imports")))
         if isinstance(dag_settings, dict)
         else DagSettingError("", "must be a mapping")
     )

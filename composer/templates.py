@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer.dag_settings import section_problem
+from composer.dag_settings import section_problem, static_problem
 from composer.keys import did_you_mean
 from composer.param_types import SPEC_KEYS, ParamType, ParamTypeError, parse_param_type
 from composer.substitution import placeholders
@@ -208,7 +208,11 @@ def parse_template(
         if variant in raw and not isinstance(value or {}, dict):
             raise TemplateError(variant, "must be a mapping")
         own = MAIN_KEYS if variant == "main" else CRON_KEYS
-        problem = section_problem(value or {}, own) if variant in raw else None
+        problem = (
+            section_problem(value or {}, own) or static_problem(value or {}, None)
+            if variant in raw
+            else None
+        )
         if problem:
             raise TemplateError(f"{variant}.{problem.field}", str(problem))
         variants[variant] = (value or {}) if variant in raw else None

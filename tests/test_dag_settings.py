@@ -110,6 +110,9 @@ def replacing(name: str, old: str, new: str):
 
 
 BATCH = "attendance_batch.yaml"
+# A value with no placeholder is checked once, when the template is loaded: the field is
+# then the template file's.
+STATIC = f"template: {BATCH}: "
 REPORT = "attendance_report.yaml"
 
 
@@ -156,22 +159,22 @@ def test_a_bad_template_key_is_one_line_with_did_you_mean(edit, expected, tmp_pa
     [
         (
             replacing(BATCH, "days_back: {default: 1,", "days_back: {default: 90,"),
-            "cron.params.days_back.default",
+            STATIC + "cron.params.days_back.default",
             "90 is greater than the maximum of 30",
         ),
         (
             replacing(BATCH, "days_back: {default: 1,", "days_back: {"),
-            "cron.params.days_back.default",
+            STATIC + "cron.params.days_back.default",
             "is required",
         ),
         (
             replacing(BATCH, "type: integer, minimum", "type: int, minimum"),
-            "cron.params.days_back.type",
+            STATIC + "cron.params.days_back.type",
             "'int' is not a JSON Schema type",
         ),
         (
             replacing(BATCH, "  dagrun_timeout: PT3H", "  dagrun_timeout: three hours"),
-            "cron.dagrun_timeout",
+            STATIC + "cron.dagrun_timeout",
             "'three hours' is not an ISO 8601 duration",
         ),
         (
@@ -185,7 +188,7 @@ def test_a_bad_template_key_is_one_line_with_did_you_mean(edit, expected, tmp_pa
         ),
         (
             replacing(BATCH, "  max_active_tasks: 4", "  max_active_tasks: 0"),
-            "cron.max_active_tasks",
+            STATIC + "cron.max_active_tasks",
             "must be a positive integer",
         ),
         (
@@ -195,7 +198,7 @@ def test_a_bad_template_key_is_one_line_with_did_you_mean(edit, expected, tmp_pa
         ),
         (
             replacing(BATCH, "[can_read]}", "can_read}"),
-            "cron.access_control.district-support",
+            STATIC + "cron.access_control.district-support",
             "must be a list of permissions",
         ),
     ],
@@ -242,8 +245,16 @@ def test_two_templates_setting_one_param_differently_in_a_main_dag_is_one_line(t
             "dag_settings.max_active_task: unknown key 'max_active_task' "
             "(did you mean 'max_active_tasks'?)",
         ),
+        (
+            "dag_settings: {dagrun_timeout: PT3X}\n",
+            "dag_settings.dagrun_timeout: 'PT3X' is not an ISO 8601 duration",
+        ),
+        (
+            "dag_settings: {on_success_callback: os.system}\n",
+            "dag_settings.on_success_callback: 'os.system' is not a callable listed",
+        ),
     ],
-    ids=["top-level", "fleet-owned", "typo"],
+    ids=["top-level", "fleet-owned", "typo", "duration", "callback"],
 )
 def test_a_bad_fleet_yaml_key_is_one_settings_error(patch, message, tmp_path, fleet_cli):
     def edit(templates: Path) -> None:
