@@ -91,11 +91,12 @@ def section_problem(section: dict[str, Any], own_keys: frozenset[str]) -> DagSet
 
 
 def static_problem(
-    section: dict[str, Any], imports: frozenset[str] | None
+    section: dict[str, Any], imports: frozenset[str] | None, airflow_target: int = 2
 ) -> DagSettingError | None:
     """The first bad value among those with no placeholder, checked once when the file
     is loaded rather than once per customer (callbacks against `imports`, when given;
-    nothing is imported)."""
+    nothing is imported). A template does not know its fleet's target: 2 is the more
+    permissive, and composition checks again against the real one."""
     from composer.allowlist import callable_problem
     from composer.substitution import placeholders
 
@@ -108,7 +109,7 @@ def static_problem(
                 raise DagSettingError(key, problem)
 
     try:
-        typed_settings(plain, 3, callable_ref)
+        typed_settings(plain, airflow_target, callable_ref)
     except DagSettingError as exc:
         return exc
     return None
@@ -155,6 +156,12 @@ def _one(key: str, value: Any, target: int, callable_ref: Callable[[str, Any], A
     if key == "owner_links" and not all(isinstance(v, str) for v in value.values()):
         raise DagSettingError(key, "must map an owner to a URL (or mailto:) string")
     if key == "access_control":
+        if target == 3:
+            raise DagSettingError(
+                key,
+                "is deprecated in Airflow 3 (RemovedInAirflow4Warning): grant DAG access "
+                "in the auth manager instead; it is allowed with airflow_target: 2",
+            )
         for role, perms in value.items():
             if isinstance(perms, dict):
                 ok = all(_strings(v) for v in perms.values())

@@ -154,7 +154,9 @@ def load_settings(templates_dir: Path) -> FleetSettings:
     dag_settings = raw.get("dag_settings") or {}
     problem = (
         section_problem(dag_settings, frozenset())
-        or static_problem(dag_settings, _strings(raw.get("imports")))
+        or static_problem(
+            dag_settings, _strings(raw.get("imports")), 3 if raw.get("airflow_target") != 2 else 2
+        )
         if isinstance(dag_settings, dict)
         else DagSettingError("", "must be a mapping")
     )

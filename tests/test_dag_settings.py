@@ -40,7 +40,6 @@ def test_a_cron_template_sets_its_dags_settings_over_the_fleets(bag):
     assert dag.doc_md.startswith("Attendance for **Plano ISD**")
     assert dag.owner_links == {"data-platform": "mailto:data-platform@example.org"}  # fleet's
     assert dag.user_defined_macros == {"district_label": "plano_isd"}
-    assert dag.access_control == {"district-support": {"DAGs": {"can_read"}}}
     assert dag.on_failure_callback in (log_failure, [log_failure])
     days_back = dag.params.get_param("days_back")
     assert isinstance(days_back, Param)
@@ -197,14 +196,19 @@ def test_a_bad_template_key_is_one_line_with_did_you_mean(edit, expected, tmp_pa
             "not a .md file's name",
         ),
         (
-            replacing(BATCH, "[can_read]}", "can_read}"),
-            STATIC + "cron.access_control.district-support",
+            replacing(BATCH, "  max_active_tasks: 4", "  access_control: {support: [can_read]}"),
+            "cron.access_control",
+            "is deprecated in Airflow 3 (RemovedInAirflow4Warning)",
+        ),
+        (
+            replacing(BATCH, "  max_active_tasks: 4", "  access_control: {support: can_read}"),
+            STATIC + "cron.access_control.support",
             "must be a list of permissions",
         ),
     ],
     ids=[
         *["param-default", "param-no-default", "param-type", "timeout", "callback", "tasks"],
-        *["doc-file", "access"],
+        *["doc-file", "access-on-3", "access-shape"],
     ],
 )
 def test_a_bad_dag_setting_value_is_one_line_naming_the_field(

@@ -22,11 +22,14 @@ EXAMPLE = "typed_values"
 CUSTOMER = "plano-isd"
 
 
-def build(tmp_path: Path, target: int = 3) -> Path:
-    """The example's fleet, verified and published into tmp_path/dags."""
+def build(tmp_path: Path, target: int = 3, cron_extra: str = "") -> Path:
+    """The example's fleet, verified and published into tmp_path/dags (`cron_extra`:
+    lines added to attendance_batch's `cron:` section)."""
     from composer.pipeline import apply_fleet, plan_fleet
 
     templates = example_templates(EXAMPLE, tmp_path)
+    batch = templates / "attendance_batch.yaml"
+    batch.write_text(batch.read_text().replace("cron:\n", f"cron:\n{cron_extra}", 1))
     if target != 3:
         fleet = templates / "fleet.yaml"
         fleet.write_text(
@@ -182,6 +185,26 @@ def test_a_value_that_cannot_be_converted_is_one_line_naming_the_field(
     assert lines[0].startswith(expected) and message in lines[0], lines
 
 
+def test_the_example_parses_with_no_warning_under_airflow_3(tmp_path):
+    """Typed values, Params and model classes bring no deprecation or other warning
+    from a generated file (the strict pass turns deprecations into import errors)."""
+    import os
+    import sys
+
+    from tests.airflow2_env import run_report
+
+    dags = build(tmp_path / "fleet")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    report = run_report(sys.executable, [dags], env, home)[str(dags)]
+    assert (report["import_errors"], report["strict_import_errors"]) == ({}, {})
+    assert report["warnings"] == []
+    assert len(report["dag_ids"]) == 2
+
+
 @pytest.mark.slow
 def test_the_example_imports_typed_under_airflow_2(tmp_path, request):
     """Airflow 2.11: the same values typed as 2.11 wants them (Dataset, Param from
@@ -189,7 +212,8 @@ def test_the_example_imports_typed_under_airflow_2(tmp_path, request):
     from tests.test_airflow_targets import airflow2_env_or_skip
 
     airflow2 = airflow2_env_or_skip()
-    dags = build(tmp_path, target=2)
+    # access_control is Airflow 2's (deprecated in Airflow 3, so refused there).
+    dags = build(tmp_path, target=2, cron_extra="  access_control: {support: [can_read]}\n")
     assert (
         "from airflow.datasets import Dataset"
         in (dags / CUSTOMER / f"{CUSTOMER}__attendance.py").read_text()
@@ -217,12 +241,18 @@ print("REPORT:" + json.dumps({
     "param": isinstance(dag.params.get_param("days_back"), Param),
     "param_type": dag.params.get_param("days_back").schema.get("type"),
     "max_active_tasks": dag.max_active_tasks,
+    "access_control": {
+        k: {r: sorted(p) for r, p in v.items()} for k, v in dag.access_control.items()
+    },
 }))
 """
     home = tmp_path / "home2"
     home.mkdir()
     proc = airflow2.run(["python", "-c", script, str(dags)], home, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    strict = airflow2.dagbag_report([dags], tmp_path / "home2")[str(dags)]
+    assert (strict["import_errors"], strict["strict_import_errors"]) == ({}, {})
+    assert strict["warnings"] == []
     line = next(x for x in proc.stdout.splitlines() if x.startswith("REPORT:"))
     report = json.loads(line[len("REPORT:") :])
     assert report == {
@@ -237,6 +267,7 @@ print("REPORT:" + json.dumps({
         "param": True,
         "param_type": "integer",
         "max_active_tasks": 4,
+        "access_control": {"support": {"DAGs": ["can_read"]}},
     }
 
 
