@@ -18,7 +18,6 @@ argument; composition turns it into one line naming customer, integration and fi
 
 from __future__ import annotations
 
-import datetime as dt
 import inspect
 import re
 import sys
@@ -219,8 +218,3 @@ class TypedArgs:
 
 def _join(head: str, tail: str) -> str:
     return f"{head}{tail}" if tail.startswith("[") else f"{head}.{tail}" if tail else head
-
-
-def as_timedelta(value: Any) -> dt.timedelta:
-    """The timedelta a Call of TIMEDELTA stands for (for checks and tests)."""
-    return dt.timedelta(**value.kwargs)
