@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from composer.build import FleetBuilder
-from composer.dagspec import AssetRef, CodeRef, DagSpec
+from composer.dagspec import AssetRef, Call, CodeRef, DagSpec
 from composer.store import Snapshot
 
 PEERS = ("ours", "hand", "loop", "dagfactory")
@@ -46,7 +46,17 @@ def main_specs(snapshot: Snapshot, templates_dir: Path) -> list[DagSpec]:
     return specs
 
 
+def _seconds(call: Call) -> Any:
+    """A duration (dagfleet writes `timedelta(seconds=N)`) as the peers write it: N
+    seconds, which Airflow turns into the same timedelta."""
+    if call.callee.dotted != "datetime.timedelta":
+        raise ValueError(f"the benchmark peers cannot write {call.callee.dotted}(...)")
+    return call.kwargs["seconds"]
+
+
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Call):
+        return _seconds(value)
     if isinstance(value, CodeRef):
         return {"__code__": value.dotted}
     if isinstance(value, AssetRef):
@@ -112,6 +122,8 @@ def _py(value: Any, names: dict[str, str], depth: int) -> str:
         if "\n" in value and "\\" not in value and '"""' not in value and value[-1:] != '"':
             return '"""' + value + '"""'
         return json.dumps(value, ensure_ascii=False) if "\\" not in value else repr(value)
+    if isinstance(value, Call):
+        return repr(_seconds(value))
     if isinstance(value, CodeRef):
         return value.dotted.rsplit(".", 1)[-1]
     if isinstance(value, AssetRef):
@@ -363,6 +375,8 @@ else:
 
 
 def _df_value(value: Any) -> Any:
+    if isinstance(value, Call):
+        return _seconds(value)
     if isinstance(value, CodeRef):
         return value.dotted  # dag-factory imports callbacks given as dotted strings
     if isinstance(value, AssetRef):

@@ -28,6 +28,8 @@ def _plain(value: Any) -> Any:
         return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if hasattr(value, "total_seconds"):  # a duration, written as timedelta or in seconds
+        return value.total_seconds()
     return str(value)
 
 

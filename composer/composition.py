@@ -21,8 +21,8 @@ from composer.allowlist import (
     is_callback,
     override_problem,
 )
-from composer.assets import asset_refs
 from composer.callables import callable_arguments
+from composer.dag_settings import DagSettingsMixin
 from composer.dagshape import DagShapes, cron_dag_id, main_dag_id
 from composer.dagspec import CodeRef, DagSpec, GroupSpec, TaskSpec
 from composer.errors import ConfigError, InvalidConfig, invalid
@@ -45,12 +45,13 @@ from composer.substitution import (
 from composer.taskgraph import checked_expand, local_refs
 from composer.taskshape import expand_override_problem
 from composer.templates import Template, TemplateCatalog, TemplateError, check_tasks
+from composer.typed_values import TypedArgs
 from composer.versions import choose, finish, leaves_main, param_view
 
 SETUP_GROUP = ""
 
 
-class Composer(DagShapes):
+class Composer(DagShapes, DagSettingsMixin, TypedArgs):
     """Builds the DagSpecs of one customer at a time."""
 
     def __init__(
@@ -205,11 +206,6 @@ class Composer(DagShapes):
                 customer, integration, field, task["operator"], given, allowed
             )
             mapped = {k: args.pop(k) for k in mapped}
-            if "outlets" in args:
-                try:
-                    args["outlets"] = asset_refs(args["outlets"])
-                except ValueError as exc:
-                    self._fail(customer, integration, f"{field}.args.outlets", str(exc))
             groups = (*outer, *task["group"].split(".")) if task.get("group") else outer
             specs.append(
                 TaskSpec(
@@ -396,7 +392,8 @@ class Composer(DagShapes):
         for arg, why in self.operators.value_problems(args):
             self._fail(customer, integration, f"{field}.args.{arg}", why)
         takes = callable_arguments(self.operators, operator)  # python_callable, ...
-        return self._callbacks(customer, integration, f"{field}.args", args, allowed, takes)
+        args = self._callbacks(customer, integration, f"{field}.args", args, allowed, takes)
+        return self._typed(customer, integration, f"{field}.args", operator, args)
 
     def _callbacks(
         self,
@@ -457,7 +454,8 @@ class Composer(DagShapes):
         allowed = set(self.settings.imports) | set(template.imports)
         for arg, why in self.operators.value_problems(args):
             self._fail(customer, integration, f"default_args.{arg}", why)
-        return self._callbacks(customer, integration, "default_args", args, allowed)
+        args = self._callbacks(customer, integration, "default_args", args, allowed)
+        return self._typed(customer, integration, "default_args", None, args)
 
     def _dag_default_args(
         self, customer: Customer, integration: Integration | None, resolver: ParamResolver
@@ -467,9 +465,10 @@ class Composer(DagShapes):
         )
         for arg, why in self.operators.value_problems(args):
             self._fail(customer, None, f"fleet.default_args.{arg}", why)
-        return self._callbacks(
+        args = self._callbacks(
             customer, None, "fleet.default_args", args, set(self.settings.imports)
         )
+        return self._typed(customer, None, "fleet.default_args", None, args)
 
     def _setup_tasks(self, customer: Customer, resolver: ParamResolver) -> list[TaskSpec]:
         if not self.settings.setup_tasks:

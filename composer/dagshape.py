@@ -80,6 +80,10 @@ class DagShapes:
             tasks.extend(self._after(setup, block_tasks))
         self._check_unique_nodes(customer, setup, [(i, b, g) for i, _, b, g in blocks])
         schedule = main_schedule(customer, self.settings)
+        resolvers = [
+            (i, t, layers.for_integration(self.settings, customer, i, t, dag_id, descendants))
+            for i, t, _, _ in blocks
+        ]
         return DagSpec(
             dag_id=dag_id,
             customer_id=customer.customer_id,
@@ -95,6 +99,7 @@ class DagShapes:
             tasks=tuple(tasks),
             templates=tuple(sorted({t.name for _, t, _, _ in blocks})),
             paused_at_creation=self.settings.paused_at_creation,
+            settings=self._dag_settings(customer, "main", resolvers, params),
         )
 
     def _cron_dag(
@@ -143,6 +148,9 @@ class DagShapes:
             tasks=tuple([*setup, *self._after(setup, block_tasks)]),
             templates=(template.name,),
             paused_at_creation=self.settings.paused_at_creation,
+            settings=self._dag_settings(
+                customer, "cron", [(integration, template, resolver)], params
+            ),
         )
 
     def _timetable(

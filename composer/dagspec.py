@@ -81,6 +81,8 @@ class DagSpec:
     # Non-None: `schedule=` is this instead of the cron (composer/timetables.py Schedule:
     # manual only, @once, @continuous or a timetable Call).
     timetable: Any = None
+    # DAG-level settings (composer/dag_settings.py): extra DAG(...) arguments, typed.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> str:

@@ -258,6 +258,8 @@ class BuildRunner:
             with contextlib.suppress(UnknownOperator):  # reported per customer by composition
                 composer.operators.missing_arguments(operator, set())
                 callable_arguments(composer.operators, operator)
+                composer.typed.warm(operator)
+        composer.typed.warm(None)  # BaseOperator's, for default_args
         for dotted in sorted(callables):
             with contextlib.suppress(UnknownOperator):
                 composer.operators.check_callable(dotted)

@@ -123,6 +123,7 @@ def rollup_dag(composer: Composer, customer: Customer, descendants: list[str]) -
         templates=(template.name,),
         paused_at_creation=composer.settings.paused_at_creation,
         assets=assets,
+        settings=composer._dag_settings(customer, "rollup", [], params),
     )
 
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from composer.dag_settings import DagSettingError, section_problem, static_problem
 from composer.environments import NAME_RE, Environment
 from composer.errors import SettingsError
+from composer.keys import unknown_keys
 from composer.model import Limits
 from composer.param_types import ParamType, ParamTypeError, parse_param_type
 from composer.templates import DOTTED_RE, TemplateError, check_tasks
@@ -36,6 +38,7 @@ _KEYS = {
     "tenant_exceptions",
     "legacy_files",
     "timetables",
+    "dag_settings",
     "rollout",
     "disabled_templates",
 }
@@ -70,9 +73,19 @@ class FleetSettings:
     legacy_files: dict[str, str] = field(default_factory=dict)
     # Named timetables a store schedule may pick (`timetable:<name>`; composer/timetables.py).
     timetables: dict[str, Any] = field(default_factory=dict)
+    # DAG(...) arguments every generated DAG gets (composer/dag_settings.py).
+    dag_settings: dict[str, Any] = field(default_factory=dict)
     # Template versions: staged rollout and the kill switch (composer/versions.py).
     rollout: dict[str, Rollout] = field(default_factory=dict)
     disabled_templates: tuple[str, ...] = ()
+
+
+def _strings(value: Any) -> frozenset[str]:
+    return (
+        frozenset(v for v in value if isinstance(v, str))
+        if isinstance(value, list)
+        else frozenset()
+    )
 
 
 def _check_setup_tasks(path: Path, setup_tasks: Any) -> None:
@@ -93,11 +106,8 @@ def _limits(path: Path, raw: Any) -> Limits:
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: limits must be a mapping")
     known = {f.name for f in dataclasses.fields(Limits)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise SettingsError(
-            f"{path}: limits: unknown key {unknown[0]} (use {', '.join(sorted(known))})"
-        )
+    for key, message in unknown_keys(raw, known):
+        raise SettingsError(f"{path}: limits.{key}: {message} (use {', '.join(sorted(known))})")
     for key, value in raw.items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise SettingsError(f"{path}: limits.{key} must be a positive number of bytes")
@@ -148,9 +158,19 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         raise SettingsError(f"{path}: cannot read: {exc}".replace("\n", " ")) from exc
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: expected a mapping at the top level")
-    unknown = sorted(set(raw) - _KEYS)
-    if unknown:
-        raise SettingsError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    for key, message in unknown_keys(raw, _KEYS):
+        raise SettingsError(f"{path}: {key}: {message}")
+    dag_settings = raw.get("dag_settings") or {}
+    problem = (
+        section_problem(dag_settings, frozenset())
+        or static_problem(
+            dag_settings, _strings(raw.get("imports")), 3 if raw.get("airflow_target") != 2 else 2
+        )
+        if isinstance(dag_settings, dict)
+        else DagSettingError("", "must be a mapping")
+    )
+    if problem:
+        raise SettingsError(f"{path}: dag_settings.{problem.field}: {problem}".replace(".:", ":"))
     target = raw.get("airflow_target", 3)
     if target not in (2, 3):
         raise SettingsError(f"{path}: airflow_target must be 2 or 3, not {target!r}")
@@ -199,6 +219,7 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         environments=_environments(path, raw.get("environments")),
         paused_at_creation=paused,
         timetables=_timetables(path, raw.get("timetables"), target),
+        dag_settings=dag_settings,
         **security,
         **rollout_settings(path, raw),
     )

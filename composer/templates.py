@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from composer.dag_settings import section_problem, static_problem
+from composer.keys import did_you_mean
 from composer.param_types import SPEC_KEYS, ParamType, ParamTypeError, parse_param_type
 from composer.substitution import placeholders
 from composer.taskshape import (
@@ -46,6 +48,9 @@ TEMPLATE_KEYS = frozenset(
     }
 )
 ROLLUP_KEYS = frozenset({"sources", "deadline", "description", "per_source"})
+# Keys of `main:` and `cron:` besides the DAG settings (composer/dag_settings.py).
+MAIN_KEYS = frozenset({"tooltip"})
+CRON_KEYS = frozenset({"description"})
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 PARAM_KEYS = frozenset({"required", "default", "description"}) | SPEC_KEYS
 BUILTINS = frozenset(
@@ -114,11 +119,12 @@ def check_tasks(tasks: Any, prefix: str, cross: bool = False) -> dict[str, dict[
             raise TemplateError(where, "task id must match [A-Za-z0-9_][A-Za-z0-9_-]*")
         if not isinstance(task, dict):
             raise TemplateError(where, "a task must be a mapping")
-        unknown = sorted(set(task) - TASK_KEYS)
+        unknown = sorted(str(k) for k in set(task) - TASK_KEYS)
         if unknown:
             raise TemplateError(
                 f"{where}.{unknown[0]}",
-                "unknown task key (use operator, args, upstream, group, expand)",
+                f"unknown task key {unknown[0]!r}{did_you_mean(unknown[0], TASK_KEYS)}"
+                f" (use {', '.join(sorted(TASK_KEYS))})",
             )
         operator = task.get("operator")
         if not isinstance(operator, str) or not DOTTED_RE.match(operator):
@@ -175,9 +181,12 @@ def parse_template(
 ) -> Template:
     if not isinstance(raw, dict):
         raise TemplateError("template", "a template file must be a mapping")
-    unknown = sorted(set(raw) - TEMPLATE_KEYS)
+    unknown = sorted(str(k) for k in set(raw) - TEMPLATE_KEYS)
     if unknown:
-        raise TemplateError(unknown[0], "unknown template key")
+        raise TemplateError(
+            unknown[0],
+            f"unknown template key {unknown[0]!r}{did_you_mean(unknown[0], TEMPLATE_KEYS)}",
+        )
     for key in ("version", "versions"):  # one version's body only: never silently ignored
         if key in raw:
             raise TemplateError(key, "a versioned file is read by composer.versions.load_versioned")
@@ -185,7 +194,12 @@ def parse_template(
         raise TemplateError("template", f"must be {name!r}, the file's name")
     params: dict[str, ParamSpec] = {}
     for pname, spec in (raw.get("params") or {}).items():
-        if not isinstance(spec, dict) or set(spec) - PARAM_KEYS:
+        if isinstance(spec, dict) and set(spec) - PARAM_KEYS:
+            key = sorted(str(k) for k in set(spec) - PARAM_KEYS)[0]
+            raise TemplateError(
+                f"params.{pname}.{key}", f"unknown key {key!r}{did_you_mean(key, PARAM_KEYS)}"
+            )
+        if not isinstance(spec, dict):
             raise TemplateError(
                 f"params.{pname}",
                 "declare a param as {required: true} or {default: value}, with an optional "
@@ -215,6 +229,14 @@ def parse_template(
         value = raw.get(variant, None)
         if variant in raw and not isinstance(value or {}, dict):
             raise TemplateError(variant, "must be a mapping")
+        own = MAIN_KEYS if variant == "main" else CRON_KEYS
+        problem = (
+            section_problem(value or {}, own) or static_problem(value or {}, None)
+            if variant in raw
+            else None
+        )
+        if problem:
+            raise TemplateError(f"{variant}.{problem.field}", str(problem))
         variants[variant] = (value or {}) if variant in raw else None
     rollup = _check_rollup(raw.get("rollup"), params) if "rollup" in raw else None
     try:
@@ -264,9 +286,12 @@ def _check_rollup(raw: Any, params: dict[str, ParamSpec]) -> dict[str, Any]:
     so their placeholders are checked per source, in composition."""
     if not isinstance(raw, dict):
         raise TemplateError("rollup", "must be a mapping")
-    unknown = sorted(set(raw) - ROLLUP_KEYS)
+    unknown = sorted(str(k) for k in set(raw) - ROLLUP_KEYS)
     if unknown:
-        raise TemplateError(f"rollup.{unknown[0]}", "unknown roll-up key")
+        raise TemplateError(
+            f"rollup.{unknown[0]}",
+            f"unknown roll-up key {unknown[0]!r}{did_you_mean(unknown[0], ROLLUP_KEYS)}",
+        )
     if not isinstance(raw.get("sources"), str) or not NAME_RE.match(raw["sources"]):
         raise TemplateError("rollup.sources", "must name the template whose loads it rolls up")
     if not isinstance(raw.get("deadline"), str):

@@ -275,7 +275,11 @@ def test_integration_rows_left_by_deleting_a_customer_row_are_ignored_and_its_fi
     ("old", "new", "message"),
     [
         ("params_bytes: 65536", "params_bytes: 0", "limits.params_bytes must be a positive"),
-        ("params_bytes: 65536", "params_byte: 65536", "limits: unknown key params_byte"),
+        (
+            "params_bytes: 65536",
+            "params_byte: 65536",
+            "limits.params_byte: unknown key 'params_byte' (did you mean 'params_bytes'?)",
+        ),
     ],
     ids=["not-positive", "misspelled"],
 )

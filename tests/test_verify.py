@@ -33,14 +33,16 @@ REFUSED = {
             f"grades.load_staging in dag {BAD}__main cannot be less than 1",
         ),
     ),
-    "execution_timeout_in_seconds_in_a_cron_dag": (
-        overrides("classroom", {"load_coursework": {"args": {"execution_timeout": 3600}}}),
+    # (execution_timeout in seconds was the example here: dagfleet now writes it as a
+    # timedelta, README: Typed values.)
+    "doc_md_not_a_string_in_a_cron_dag": (
+        overrides("classroom", {"load_coursework": {"args": {"doc_md": 5}}}),
         E(
             BAD,
             "classroom",
-            "task_overrides.load_coursework.args.execution_timeout",
-            "ValueError: execution_timeout must be timedelta object but passed as type: "
-            "<class 'int'>",
+            "task_overrides.load_coursework.args.doc_md",
+            "TypeError: 'doc_md' for task 'load_coursework' expects <class 'str'>, got "
+            "<class 'int'> with value 5",
         ),
     ),
 }
@@ -82,7 +84,7 @@ def _broken_demo(demo_snapshot):
         snapshot,
         "denver-public",
         "classroom",
-        task_overrides='{"load_coursework": {"args": {"execution_timeout": 3600}}}',
+        task_overrides='{"load_coursework": {"args": {"doc_md": 5}}}',
     )
 
 
@@ -106,7 +108,7 @@ def test_build_workers_and_one_process_verify_alike(demo_snapshot, templates_dir
     files, errors, invalid = results[1]
     assert invalid == {"houston-isd", "denver-public"}
     assert len(errors) == 2 and "cannot be less than 1" in errors[1]
-    assert "execution_timeout must be timedelta" in errors[0]
+    assert "'doc_md' for task 'load_coursework' expects" in errors[0]
     assert len(files) > 20 and not any(p.startswith(("houston-isd/", "denver")) for p in files)
 
 
@@ -238,10 +240,10 @@ def test_target2_files_are_verified_by_airflow_2_11_given_its_python(
     assert len(lines) == 2, err
     assert lines[0].startswith(
         "error: customer denver-public, integration classroom, field "
-        "task_overrides.load_coursework.args.execution_timeout: denver-public/"
+        "task_overrides.load_coursework.args.doc_md: denver-public/"
         "denver-public__classroom.py: Airflow refuses the file: "
     )
-    assert "execution_timeout must be timedelta" in lines[0]
+    assert "'doc_md' has an invalid type <class 'int'>" in lines[0]
     assert lines[1].startswith(
         "error: customer houston-isd, integration grades, field "
         "task_overrides.load_staging.args.pool_slots: houston-isd/houston-isd__main.py: "

@@ -93,6 +93,10 @@ class _Names:
         self.taken: set[str] = {"pendulum", "dag"}
 
     def add(self, dotted: str) -> str:
+        if ":" in dotted:  # module:Outer.Inner, a nested class (composer/typed_models.py)
+            module, _, qualname = dotted.partition(":")
+            outer, _, inner = qualname.partition(".")
+            return f"{self.add(f'{module}.{outer}')}.{inner}"
         if dotted not in self.by_path:
             base = dotted.rsplit(".", 1)[-1]
             name, n = base, 2
@@ -120,8 +124,8 @@ def _ordered(tasks: tuple[TaskSpec, ...]) -> list[TaskSpec]:
 def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
     """The file for `spec`, importing from the Airflow major it will run under.
 
-    Values are literals as they are: retry_delay / max_retry_delay in seconds are
-    numbers, which Airflow 2.11 and 3 both convert to timedelta without a warning.
+    Values are literals (typed ones, such as durations, as calls of allow-listed
+    classes with literal arguments: composer/typed_values.py).
     """
     try:
         api = AIRFLOW_APIS[airflow_target]
@@ -168,6 +172,8 @@ def render_dag(spec: DagSpec, airflow_target: int = 3) -> str:
         "tags": literal(list(spec.tags), name_of, 1),
         "default_args": literal(spec.default_args, name_of, 1),
     }
+    for key, value in sorted(spec.settings.items()):  # composer/dag_settings.py
+        dag_args.setdefault(key, literal(value, name_of, 1))
     body.append(f"with {names.add(api.path('DAG'))}(")
     body.extend(f"{INDENT}{key}={value}," for key, value in dag_args.items())
     body.append("):")
