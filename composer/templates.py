@@ -49,7 +49,7 @@ TEMPLATE_KEYS = frozenset(
 )
 ROLLUP_KEYS = frozenset({"sources", "deadline", "description", "per_source"})
 # Keys of `main:` and `cron:` besides the DAG settings (composer/dag_settings.py).
-MAIN_KEYS = frozenset({"tooltip"})
+MAIN_KEYS = frozenset({"tooltip", "after"})  # after: composer/taskgraph.py
 CRON_KEYS = frozenset({"description"})
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 PARAM_KEYS = frozenset({"required", "default", "description"}) | SPEC_KEYS

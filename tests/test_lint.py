@@ -136,7 +136,8 @@ def test_each_broken_file_is_one_line_and_the_good_ones_none(tmp_path, fleet_cli
 
     assert code == 1
     assert err == [
-        f"error: {folder / 'attendance.yaml'}: mian: unknown template key",
+        f"error: {folder / 'attendance.yaml'}: mian: unknown template key 'mian' "
+        "(did you mean 'main'?)",
         f"error: {folder / 'wrong_name.yaml'}: template: must be 'wrong_name', the file's name",
     ]
 
@@ -197,8 +198,10 @@ def test_a_broken_fleet_yaml_is_one_line_and_the_templates_are_still_linted(tmp_
 
     assert code == 1
     assert err == [
-        f"error: {fleet}: unknown key(s) stagger_minute",
-        f"error: {folder / 'attendance.yaml'}: mian: unknown template key",
+        f"error: {fleet}: stagger_minute: unknown key 'stagger_minute' "
+        "(did you mean 'stagger_minutes'?)",
+        f"error: {folder / 'attendance.yaml'}: mian: unknown template key 'mian' "
+        "(did you mean 'main'?)",
     ]
 
 
@@ -216,4 +219,7 @@ def test_a_broken_roll_up_template_is_its_own_line_not_also_fleet_yamls(tmp_path
 
     rollup.write_text(rollup.read_text().replace("rollup:\n", "rollupp:\n"))
     code, _, err = _lint(fleet_cli, folder)
-    assert (code, err) == (1, [f"error: {rollup}: rollupp: unknown template key"])
+    assert (code, err) == (
+        1,
+        [f"error: {rollup}: rollupp: unknown template key 'rollupp' (did you mean 'rollup'?)"],
+    )
