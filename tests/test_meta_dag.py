@@ -9,6 +9,7 @@ deployed copy of the `composer` package is the one the tasks import.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from composer.deploy import deploy
 from composer.errors import StoreError
 from composer.pipeline import apply_fleet, plan_fleet
+from composer.plan import MANIFEST
 from composer.store import Snapshot
 from tests.conftest import REPO, TEMPLATES, make_store, remove_customer, replace_customer
 
@@ -167,7 +169,8 @@ def test_a_run_builds_each_customer_once(dags_folder, tmp_path, demo_store, monk
     with pytest.raises(AirflowFailException, match="1 invalid customers: dallas-isd"):
         tasks["check"].python_callable(synced)
     assert sorted(built) == sorted(set(built)) and len(built) == 14  # 15 districts, 1 invalid
-    assert len(list((tmp_path / "fleet").rglob("*.py"))) == 26  # 28 less dallas-isd's 2
+    manifest = json.loads((tmp_path / "fleet" / MANIFEST).read_text())
+    assert sum(len(e["dags"]) for e in manifest["customers"].values()) == 26  # 28 - dallas' 2
 
 
 def demo_snapshot_of(store_url: str) -> Snapshot:
@@ -350,6 +353,6 @@ def test_dags_test_with_fleet_environment_publishes_only_that_share(
     )
 
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
-    published = {p.parent.name for p in targets["west"].rglob("*.py")}
+    published = set(json.loads((targets["west"] / MANIFEST).read_text())["customers"])
     assert published == west and 0 < len(west) < len(builder.customer_ids())
     assert not targets["east"].exists()
