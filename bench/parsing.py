@@ -42,7 +42,7 @@ def prepare(ctx: Context, n: int, generated: Path) -> dict[str, Path]:
     base = ctx.work / "parse" / f"N{n}"
     ctx.say(f"parse N={n}: composing the main DAG specs and writing the peers")
     specs = peers.main_specs(fleet_snapshot(n), ctx.templates)
-    folders = peers.write_peers(base, generated, specs)
+    folders = peers.write_peers(base, specs)
     return folders
 
 

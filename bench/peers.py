@@ -3,7 +3,9 @@
 Every peer is generated from the DagSpecs dagfleet composes for each customer's main
 DAG, so all peers build the same DAGs (bench/verify.py checks it):
 
-- ours: the files `fleet sync` wrote (`<customer>/<customer>__main.py`), copied as is.
+- ours: dagfleet's rendering of each main DAG as a file of its own
+  (`<customer>/<customer>__main.py`, its layout before shard files; the shard files
+  `fleet sync` writes are measured by bench/dagproc.py, the benchmark of record).
 - hand: one hand-written-style static file per DAG (constants, `with DAG(...) as dag`,
   nested `with TaskGroup`, `>>` lines).
 - loop: one `dags.py` that reads `dag_configs.json` and builds every DAG in a loop,
@@ -24,6 +26,7 @@ import yaml
 
 from composer.build import FleetBuilder
 from composer.dagspec import AssetRef, Call, CodeRef, DagSpec
+from composer.rendering import render_dag
 from composer.store import Snapshot
 
 PEERS = ("ours", "hand", "loop", "dagfactory")
@@ -95,12 +98,18 @@ def spec_config(spec: DagSpec) -> dict[str, Any]:
     }
 
 
-def copy_ours(generated: Path, out: Path, specs: list[DagSpec]) -> None:
-    """The main DAG files `fleet sync` wrote, in the same layout."""
+def per_dag_path(spec: DagSpec) -> str:
+    """Where a one-file-per-DAG layout puts the DAG: `<customer>/<dag_id>.py`."""
+    return f"{spec.customer_id}/{spec.dag_id}.py"
+
+
+def write_ours_per_dag(out: Path, specs: list[DagSpec]) -> None:
+    """dagfleet's rendering of each main DAG as a file of its own (its layout before the
+    shard files of composer/layout.py), for comparison with the other per-file peers."""
     for spec in specs:
-        dest = out / spec.path
+        dest = out / per_dag_path(spec)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(generated / spec.path, dest)
+        dest.write_text(render_dag(spec, 3))
 
 
 # -- hand-written style ---------------------------------------------------------
@@ -256,7 +265,7 @@ def _code_refs(spec: DagSpec) -> list[CodeRef]:
 
 def write_hand(out: Path, specs: list[DagSpec]) -> None:
     for spec in specs:
-        dest = out / spec.path
+        dest = out / per_dag_path(spec)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(hand_file(spec))
 
@@ -444,12 +453,12 @@ def write_dagfactory(out: Path, specs: list[DagSpec]) -> None:
         (configs / f"{spec.dag_id}.yaml").write_text(text)
 
 
-def write_peers(out: Path, generated: Path, specs: list[DagSpec]) -> dict[str, Path]:
+def write_peers(out: Path, specs: list[DagSpec]) -> dict[str, Path]:
     """All four peers under `out` (replacing what was there); their folders."""
     folders = {name: out / name for name in PEERS}
     for folder in folders.values():
         shutil.rmtree(folder, ignore_errors=True)
-    copy_ours(generated, folders["ours"], specs)
+    write_ours_per_dag(folders["ours"], specs)
     write_hand(folders["hand"], specs)
     write_loop(folders["loop"], specs)
     write_dagfactory(folders["dagfactory"], specs)
@@ -459,7 +468,7 @@ def write_peers(out: Path, generated: Path, specs: list[DagSpec]) -> dict[str, P
 def single_file(peer: str, folder: Path, spec: DagSpec) -> Path:
     """The file a worker parses before it runs a task of `spec`'s DAG."""
     if peer in ("ours", "hand"):
-        return folder / spec.path
+        return folder / per_dag_path(spec)
     if peer == "loop":
         return folder / LOOP_FILE
     return folder / DAGFACTORY_LOADER

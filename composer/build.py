@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from composer import layout
 from composer.allowlist import legacy_problem
 from composer.composition import Composer
 from composer.dagspec import RenderedFile
@@ -27,7 +28,7 @@ from composer.errors import ConfigError
 from composer.model import Customer, Integration, build_fleet, too_big
 from composer.operator_cache import FactCache
 from composer.operators import OperatorCatalog
-from composer.rendering import render_dag
+from composer.rendering import builder_name, render_builder
 from composer.rendering.literals import NotALiteral
 from composer.settings import FleetSettings, load_settings
 from composer.store import Snapshot
@@ -40,6 +41,7 @@ class CustomerBuild:
     customer_id: str
     files: list[RenderedFile] = field(default_factory=list)
     errors: list[ConfigError] = field(default_factory=list)
+    dag_ids: list[str] = field(default_factory=list)  # the DAGs of its part
 
 
 class FleetBuilder:
@@ -62,6 +64,8 @@ class FleetBuilder:
         self.composer = Composer(self.fleet, self.settings, catalog, operators)
         self.errors: list[ConfigError] = list(self.fleet.errors)
         self._check_dag_id_collisions()
+        self.shards = 1
+        self.size_shards(None)
 
     def inputs_digest(self, customer_id: str) -> str:
         """A digest of everything this customer's files are made from: its rows, its
@@ -129,20 +133,26 @@ class FleetBuilder:
                 result.errors.append(legacy)
             else:
                 result.files.append(legacy)
+        builders = []
         for spec in specs:
             try:
-                source = render_dag(spec, self.settings.airflow_target)
+                source = render_builder(spec, self.settings.airflow_target)
             except (NotALiteral, SyntaxError, ValueError) as exc:
                 result.errors.append(
                     ConfigError(customer_id, None, "template", f"{spec.dag_id}: {exc}")
                 )
                 continue
-            rendered = RenderedFile(spec.path, customer_id, source.encode())
-            error = self._size_error(rendered) or compile_error(rendered)
+            builders.append((spec.dag_id, builder_name(spec.dag_id), source))
+            result.dag_ids.append(spec.dag_id)
+        if builders and not result.errors:
+            text = layout.part(customer_id, builders)
+            solo = layout.module([text], self.settings.airflow_target)
+            rendered = RenderedFile(self.shard_of(customer_id), customer_id, solo.encode(), True)
+            error = self._size_error(rendered, size=len(text)) or compile_error(rendered)
             if error:
                 result.errors.append(error)
-                continue
-            result.files.append(rendered)
+            else:
+                result.files.append(rendered)
         paths = [f.path for f in result.files]
         if len(paths) != len(set(paths)):
             result.errors.append(
@@ -152,7 +162,7 @@ class FleetBuilder:
             )
         if result.errors:
             self.invalid.add(customer_id)
-            result.files = []
+            result.files, result.dag_ids = [], []
         return result
 
     def legacy_file(self, customer: Customer) -> RenderedFile | ConfigError:
@@ -196,13 +206,29 @@ class FleetBuilder:
         self.facts.put(checked, True, [str(path)])
         return rendered
 
-    def _size_error(self, rendered: RenderedFile, field: str = "dag_file") -> ConfigError | None:
-        """A file over the cap is refused before it is compiled or published."""
+    def _size_error(
+        self, rendered: RenderedFile, field: str = "dag_file", size: int | None = None
+    ) -> ConfigError | None:
+        """A file (or a customer's part of a shard file) over the cap is refused before it
+        is compiled or published."""
         cap = self.settings.limits.dag_file_bytes
-        problem = too_big(len(rendered.content), cap, "dag_file_bytes")
+        size = len(rendered.content) if size is None else size
+        problem = too_big(size, cap, "dag_file_bytes")
         if problem is None:
             return None
-        return ConfigError(rendered.customer_id, None, field, f"{rendered.path} {problem}")
+        what = f"its part of {rendered.path}" if rendered.part else rendered.path
+        return ConfigError(rendered.customer_id, None, field, f"{what} {problem}")
+
+    def shard_of(self, customer_id: str) -> str:
+        """The file that holds the customer's DAGs (composer/layout.py)."""
+        root = layout.tree_root(self.fleet, customer_id)
+        return layout.shard_path(root, self.shards)
+
+    def size_shards(self, previous: int | None) -> int:
+        """Fix the shard count: fleet.yaml's, else sized by the fleet (kept at `previous`,
+        the published count, while it fits). Builders in worker processes are given it."""
+        self.shards = self.settings.shards or layout.shard_count(len(self.customer_ids()), previous)
+        return self.shards
 
     def _check_dag_id_collisions(self) -> None:
         """Refuse every customer involved: onboarding one must never take over another's DAG."""

@@ -16,9 +16,10 @@ from composer.verify import Verifier
 def main(read_fd: int, write_fd: int) -> None:
     receive = Connection(read_fd, writable=False)
     send = Connection(write_fd, readable=False)
-    snapshot, templates_dir, verify_python, start_after = receive.recv()
+    snapshot, templates_dir, verify_python, start_after, shards = receive.recv()
     builder = FleetBuilder(snapshot, templates_dir)
     builder.composer.start_after.update(start_after)
+    builder.shards = shards  # as the parent sized it (it knows the published count)
     # This worker's verification interpreter, started on the first file it must verify.
     verifier = Verifier(builder.settings.airflow_target, verify_python) if verify_python else None
     try:

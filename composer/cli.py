@@ -262,7 +262,10 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
             build = builder.build(cid)
             errors = build.errors
             for rendered in build.files:
-                print(f"# ===== {rendered.path} =====")
+                # A part is printed as a file of its own: in the target it shares its
+                # shard file with other customers' parts (composer/layout.py).
+                note = f" (customer {cid}'s part)" if rendered.part else ""
+                print(f"# ===== {rendered.path}{note} =====")
                 sys.stdout.write(rendered.content.decode())
         _errors(errors)
         return EXIT_INVALID if errors else EXIT_OK
@@ -274,12 +277,12 @@ def _validate_or_render(args: argparse.Namespace, store_url: str) -> int:
     with BuildRunner(builder, args.build_jobs) as runner:
         for build in runner.builds(builder.customer_ids()):
             errors.extend(build.errors)
-            files += len(build.files)
+            files += len(build.dag_ids) + sum(not f.part for f in build.files)
     _errors(errors)
     invalid = len({e.customer_id for e in errors})
     # Every row once, whether it failed in the model (not in fleet.customers) or later.
     customers = len({c.customer_id for c in builder.snapshot.customers})
-    print(f"Validated {customers} customers: {files} files, {invalid} invalid customers")
+    print(f"Validated {customers} customers: {files} DAGs, {invalid} invalid customers")
     return EXIT_INVALID if errors else EXIT_OK
 
 

@@ -84,18 +84,17 @@ class DagSpec:
     # DAG-level settings (composer/dag_settings.py): extra DAG(...) arguments, typed.
     settings: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def path(self) -> str:
-        return f"{self.customer_id}/{self.dag_id}.py"
-
 
 @dataclass(frozen=True)
 class RenderedFile:
-    """One file for the target: where it goes, who owns it, and its exact bytes."""
+    """One file for the target: where it goes, who owns it, and its exact bytes. With
+    `part`, the content is the customer's DAGs as a file of their own (composer/layout.py),
+    whose part between the markers goes into the shard file `path` with other customers'."""
 
     path: str
     customer_id: str
     content: bytes
+    part: bool = False
 
     @property
     def md5(self) -> str:

@@ -59,6 +59,7 @@ class PackedFile:
     customer_id: str
     md5: str
     packed: bytes  # zlib-compressed content, already compiled once
+    part: bool = False  # the customer's DAGs as a file of their own (RenderedFile.part)
 
     @property
     def content(self) -> bytes:
@@ -70,6 +71,7 @@ class PackedBuild:
     customer_id: str
     files: list[PackedFile] = field(default_factory=list)
     errors: list[ConfigError] = field(default_factory=list)
+    dag_ids: list[str] = field(default_factory=list)
 
 
 def pack(builder: FleetBuilder, customer_id: str) -> PackedBuild:
@@ -91,10 +93,11 @@ def pack_chunk(
         PackedBuild(
             b.customer_id,
             [
-                PackedFile(f.path, f.customer_id, f.md5, zlib.compress(f.content, 1))
+                PackedFile(f.path, f.customer_id, f.md5, zlib.compress(f.content, 1), f.part)
                 for f in b.files
             ],
             b.errors,
+            b.dag_ids,
         )
         for b in builds
     ]
@@ -231,6 +234,7 @@ class BuildRunner:
                         self.builder.templates_dir,
                         self._verify_python,
                         self.builder.composer.start_after,
+                        self.builder.shards,
                     )
                 )
             log.info("building %d customers in %d worker processes", len(customer_ids), count)

@@ -9,26 +9,21 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from composer import layout
 from composer.build import FleetBuilder
-from composer.dagspec import RenderedFile
 from composer.environments import DEFAULT_NAME, Environment
 from composer.errors import ConfigError, SettingsError, TargetError
 from composer.parallel import BuildRunner, PackedFile
-from composer.plan import MANIFEST, Desired, Manifest, Plan, make_plan
+from composer.plan import MANIFEST, Built, Entry, Manifest, Plan, make_plan
 from composer.publish import DEFAULT_JOBS, DEFAULT_LOCK_WAIT, ApplyResult, Progress, apply_plan
 from composer.store import open_store
 from composer.targets import ObjectState, Target, open_target
 
 REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-# Rendered source kept (zlib-compressed, ~3x) between planning and applying; past it,
-# customers are rendered again.
-KEEP_BUDGET_BYTES = 48 * 1024 * 1024
-_REBUILD_LOCK = threading.Lock()
 
 
 def default_templates_dir() -> Path:
@@ -50,39 +45,22 @@ class FleetPlan:
     objects: dict[str, ObjectState]
     manifest: Manifest
     errors: list[ConfigError] = field(default_factory=list)
-    # Files that differ from the target, kept from planning while they fit the budget,
-    # so applying does not compose those customers twice.
-    kept: dict[str, list[PackedFile]] = field(default_factory=dict)
-    runner: BuildRunner | None = None
     share: Share | None = None  # which environment's part of the fleet, and its moves
-
-    def __post_init__(self) -> None:
-        if self.runner is None:
-            self.runner = BuildRunner(self.builder, jobs=1)
 
     @property
     def invalid_customers(self) -> list[str]:
         return sorted({e.customer_id for e in self.errors})
 
-    def render(self, customers: set[str]) -> Iterator[RenderedFile | PackedFile]:
-        """The customers' files, each compiled (once, when it was built) before it is
-        handed out for publishing. Contents stay compressed until a writer reads them."""
-        rebuild = sorted(c for c in customers if c not in self.kept)
-        for customer_id in sorted(customers - set(rebuild)):
-            yield from self.kept[customer_id]
-        if not rebuild:
-            return
-        # Environments are applied in threads sharing one FleetBuilder: rebuilding (past
-        # the keep budget) is done by one of them at a time.
-        with _REBUILD_LOCK:
-            for build in self.runner.builds(rebuild):
-                self.errors.extend(build.errors)
-                yield from build.files
-            self.runner.close()
+    def render(self, paths: set[str]) -> Iterator[PackedFile]:
+        """The files to write, each assembled and compiled when it was planned. Contents
+        stay compressed until a writer reads them."""
+        for path in sorted(paths):
+            packed = self.plan.contents[path]
+            yield PackedFile(path, "", "", packed)
 
     def diff(self) -> Iterator[str]:
         """Unified diffs of every file the plan adds, changes or removes."""
-        new = {f.path: f.content for f in self.render(self.plan.customers_to_render())}
+        new = {f.path: f.content for f in self.render(set(self.plan.writes))}
         for path in sorted([*self.plan.writes, *self.plan.removed]):
             before = (self.target.read(path) or b"") if path in self.objects else b""
             after = new.get(path, b"")
@@ -132,7 +110,7 @@ def plan_fleet(
     build_jobs: int | None = None,
     environment: str | None = None,
 ) -> FleetPlan:
-    """Read one snapshot and the target, build every customer, and plan.
+    """Read one snapshot and the target, build every changed customer, and plan.
 
     `environment`: plan only that environment's share (fleet.yaml `environments:`),
     against its target; `target_url`, when given, must be that target.
@@ -164,86 +142,130 @@ def plan_shares(
     files are unchanged in their target are taken as they are; the others are built
     once, by one set of build workers, whichever target they go to."""
     errors = list(builder.errors)
-    wanted: dict[str, Share] = {}
-    unchanged: dict[int, list[Desired]] = {i: [] for i in range(len(shares))}
-    inputs: dict[int, dict[str, str]] = {i: {} for i in range(len(shares))}
+    counts = [_shard_count(builder, share) for share in shares]
+    if len(shares) == 1:
+        builder.shards = counts[0]  # what build workers name the customers' files after
+    unchanged: list[dict[str, Entry]] = [{} for _ in shares]
     digests: dict[str, str] = {}
     where: dict[str, int] = {}
     for index, share in enumerate(shares):
-        owned_paths = share.manifest.paths_by_customer()
-        for customer_id in builder.customer_ids():
-            if share.customers is not None and customer_id not in share.customers:
-                continue
+        for customer_id in _members(builder, share):
             digest = builder.inputs_digest(customer_id)
-            same = share.manifest.unchanged_files(
-                customer_id, digest, owned_paths.get(customer_id, []), share.objects
-            )
-            if same is not None:  # same inputs, same files: nothing to build
-                unchanged[index].extend(same)
-                inputs[index][customer_id] = digest
+            shard = _shard_path(builder, customer_id, counts[index])
+            entry = share.manifest.unchanged(customer_id, digest, shard, share.objects)
+            if entry is not None:  # same inputs, same file: nothing to build
+                unchanged[index][customer_id] = entry
             else:
                 digests[customer_id] = digest
                 where[customer_id] = index
-                wanted[customer_id] = share
-    desired: dict[int, list[Desired]] = {i: list(d) for i, d in unchanged.items()}
-    kept: dict[int, dict[str, list[PackedFile]]] = {i: {} for i in range(len(shares))}
-    budget = KEEP_BUDGET_BYTES
-    runner = BuildRunner(builder, build_jobs)
-    progress = Progress(len(digests), "building")
-    # What the target holds of each customer to build: its files that differ are imported
-    # by Airflow before anything is planned (composer/verify.py); unchanged ones are not.
-    held: dict[str, dict[str, str]] = {cid: {} for cid in digests}
-    for index, share in enumerate(shares):
-        for path, state in share.objects.items():
-            owner = path.split("/", 1)[0]
-            if where.get(owner) == index:
-                held[owner][path] = state.md5
-    with runner:
-        for build in runner.builds(list(digests), verify_against=held):
-            progress.step()
-            index = where[build.customer_id]
-            objects = shares[index].objects
-            if not build.errors:
-                inputs[index][build.customer_id] = digests[build.customer_id]
-            errors.extend(build.errors)
-            desired[index].extend(Desired(f.path, f.customer_id, f.md5) for f in build.files)
-            differing = [
-                f for f in build.files if (o := objects.get(f.path)) is None or o.md5 != f.md5
-            ]
-            if differing and budget > 0:
-                kept[index][build.customer_id] = differing
-                budget -= sum(len(f.packed) for f in differing)
-    plans = []
-    for index, share in enumerate(shares):
-        plan = make_plan(
-            desired[index],
-            share.objects,
-            share.manifest,
-            builder.invalid,
-            force_prune=force_prune,
-            inputs=inputs[index],
-            moving=set(share.moving_out),
-        )
-        if share.environment is not None:  # record moves in the manifest
-            plan.manifest = dataclasses.replace(
-                plan.manifest, moved_out=share.moved_out, moved_in=share.moved_in
+    built: list[dict[str, Built]] = [{} for _ in shares]
+    plans: list[FleetPlan] = []
+    with BuildRunner(builder, build_jobs) as runner:
+        errors += _build(runner, builder, shares, counts, digests, where, built)
+        for index, share in enumerate(shares):
+            share_errors = list(errors)
+            while True:
+                plan = make_plan(
+                    built[index],
+                    unchanged[index],
+                    share.objects,
+                    share.manifest,
+                    builder.invalid,
+                    share.target.read,  # type: ignore[union-attr]
+                    builder.settings.airflow_target,
+                    counts[index],
+                    force_prune=force_prune,
+                    moving=set(share.moving_out),
+                )
+                if not plan.copy_missing:  # an unchanged part missing from its file: build it
+                    break
+                again = {c: builder.inputs_digest(c) for c in sorted(plan.copy_missing)}
+                for cid in again:
+                    del unchanged[index][cid]
+                share_errors += _build(
+                    runner, builder, shares, counts, again, dict.fromkeys(again, index), built
+                )
+            if share.environment is not None:  # record moves in the manifest
+                plan.manifest = dataclasses.replace(
+                    plan.manifest, moved_out=share.moved_out, moved_in=share.moved_in
+                )
+                plan.manifest_changed = plan.manifest != share.manifest
+            share_errors.extend(plan.errors)
+            plans.append(
+                FleetPlan(
+                    plan,
+                    builder,
+                    share.target,  # type: ignore[arg-type]
+                    share.objects,
+                    share.manifest,
+                    share_errors,
+                    share,
+                )
             )
-            plan.manifest_changed = plan.manifest != share.manifest
-        share_errors = [*errors, *plan.errors]
-        plans.append(
-            FleetPlan(
-                plan,
-                builder,
-                share.target,
-                share.objects,
-                share.manifest,
-                share_errors,
-                kept[index],
-                BuildRunner(builder, build_jobs),
-                share,
-            )
-        )
     return plans
+
+
+def _members(builder: FleetBuilder, share: Share) -> list[str]:
+    """The buildable customers of the share, in customer order."""
+    return [c for c in builder.customer_ids() if share.customers is None or c in share.customers]
+
+
+def _shard_count(builder: FleetBuilder, share: Share) -> int:
+    """fleet.yaml's `shards`, else sized by the share's customers (kept at the count its
+    target is laid out with while that fits: composer/layout.py)."""
+    if builder.settings.shards:
+        return builder.settings.shards
+    return layout.shard_count(len(_members(builder, share)), share.manifest.shards)
+
+
+def _shard_path(builder: FleetBuilder, customer_id: str, shards: int) -> str:
+    return layout.shard_path(layout.tree_root(builder.fleet, customer_id), shards)
+
+
+def _build(
+    runner: BuildRunner,
+    builder: FleetBuilder,
+    shares: list[Share],
+    counts: list[int],
+    digests: dict[str, str],
+    where: dict[str, int],
+    built: list[dict[str, Built]],
+) -> list[ConfigError]:
+    """Build the customers (in workers when many), each verified where its part or files
+    differ from what its target holds, and add each valid one to its share's `built`."""
+    errors: list[ConfigError] = []
+    held: dict[str, dict[str, str]] = {}
+    for cid in digests:
+        share = shares[where[cid]]
+        entry = share.manifest.customers.get(cid)
+        held[cid] = {}
+        if entry is not None:
+            # The part as published was verified when written: the same part is not again.
+            if entry.part:
+                held[cid][builder.shard_of(cid)] = entry.part
+            for path in entry.legacy:
+                if (state := share.objects.get(path)) is not None:
+                    held[cid][path] = state.md5
+    progress = Progress(len(digests), "building")
+    for build in runner.builds(list(digests), verify_against=held):
+        progress.step()
+        errors.extend(build.errors)
+        if build.errors:
+            continue
+        index = where[build.customer_id]
+        parts = [f for f in build.files if f.part]
+        legacy = {f.path: (f.md5, f.packed) for f in build.files if not f.part}
+        entry = Entry(
+            digests[build.customer_id],
+            _shard_path(builder, build.customer_id, counts[index]) if parts else None,
+            parts[0].md5 if parts else "",
+            (*build.dag_ids, *sorted(legacy)),
+            tuple(sorted(legacy)),
+        )
+        built[index][build.customer_id] = Built(
+            build.customer_id, entry, parts[0].packed if parts else None, legacy
+        )
+    return errors
 
 
 def apply_fleet(

@@ -1,16 +1,20 @@
 """Plan: what applying the fleet would change in the target, decided from digests.
 
-Pure: it compares the files the build wants (path, owner, md5) with one listing of
-the target and the manifest of owned files, and applies the ownership and prune
-rules. Nothing here reads or writes the target.
+Pure: it compares what the build wants with one listing of the target and the manifest
+of owned files, and applies the ownership, layout and prune rules. The only read is of
+published shard files that must be rewritten (through the `read` it is given), to copy
+the parts of customers that were not rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from composer import layout
 from composer.errors import ConfigError
 from composer.targets import ObjectState
 
@@ -20,17 +24,39 @@ IGNORE_LINE = ".dagfleet-manifest.json"  # valid as both a regexp and a glob pat
 REPORT = "fleet-report.html"  # the fleet report (composer/report), beside the manifest
 IGNORE_LINES = (IGNORE_LINE, REPORT)  # what .airflowignore must hold for the fleet
 PRUNE_FRACTION = 0.10
-PRUNE_MIN_FILES = 5
+PRUNE_MIN_DAGS = 5
+VERSION = 3
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One customer in the manifest: what its files were made from and where they are."""
+
+    inputs: str = ""  # inputs digest (FleetBuilder.inputs_digest); "" = always rebuild
+    file: str | None = None  # the shard file holding its DAGs
+    part: str = ""  # md5 of its part as a file of its own, as built
+    dags: tuple[str, ...] = ()  # its dag_ids, then its legacy files (one DAG each)
+    legacy: tuple[str, ...] = ()  # paths of its legacy files
+
+    def as_json(self) -> dict:
+        return {
+            "inputs": self.inputs,
+            "file": self.file,
+            "part": self.part,
+            "dags": list(self.dags),
+            "legacy": list(self.legacy),
+        }
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """What the fleet wrote: each file's customer and md5, and each customer's inputs
-    digest, so a customer whose inputs and files are unchanged need not be built again."""
+    """What the fleet wrote: each owned file's md5 as written, and each customer's entry
+    (its shard file, part digest, DAGs and inputs digest), so a customer whose inputs and
+    file are unchanged need not be built again."""
 
-    files: dict[str, str] = field(default_factory=dict)  # path -> customer_id
-    md5: dict[str, str] = field(default_factory=dict)  # path -> md5 hex, as written
-    inputs: dict[str, str] = field(default_factory=dict)  # customer_id -> inputs digest
+    files: dict[str, str] = field(default_factory=dict)  # path -> md5 hex as written ("" unknown)
+    customers: dict[str, Entry] = field(default_factory=dict)
+    shards: int | None = None  # the shard count the files were laid out with
     # Moves between Composer environments (composer/fleetenvs.py): customers this one let
     # go ({"to": environment, "at": UTC ISO time}), and when those that moved in may start.
     moved_out: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -39,11 +65,15 @@ class Manifest:
     def to_bytes(self) -> bytes:
         body: dict = {
             "generator": "dagfleet",
-            "version": 2,
+            "version": VERSION,
             "files": self.files,
-            "md5": self.md5,
-            "inputs": self.inputs,
+            "customers": {c: e.as_json() for c, e in self.customers.items()},
+            "shards": self.shards,
         }
+        if self.moved_out:
+            body["moved_out"] = self.moved_out
+        if self.moved_in:
+            body["moved_in"] = self.moved_in
         if self.moved_out:
             body["moved_out"] = self.moved_out
         if self.moved_in:
@@ -57,45 +87,96 @@ class Manifest:
         body = json.loads(data)
         if body.get("generator") != "dagfleet" or not isinstance(body.get("files"), dict):
             raise ValueError("not a dagfleet manifest")
+        if body.get("version", 1) < VERSION:
+            return cls._from_one_file_per_dag(body)
+        customers = {
+            str(c): Entry(
+                str(e.get("inputs") or ""),
+                e.get("file"),
+                str(e.get("part") or ""),
+                tuple(e.get("dags") or ()),
+                tuple(e.get("legacy") or ()),
+            )
+            for c, e in (body.get("customers") or {}).items()
+        }
+        shards = body.get("shards")
         return cls(
             {str(k): str(v) for k, v in body["files"].items()},
-            {str(k): str(v) for k, v in (body.get("md5") or {}).items()},
-            {str(k): str(v) for k, v in (body.get("inputs") or {}).items()},
-            {
-                str(k): {"to": str(v.get("to")), "at": str(v.get("at"))}
-                for k, v in (body.get("moved_out") or {}).items()
-                if isinstance(v, dict)
-            },
-            {str(k): str(v) for k, v in (body.get("moved_in") or {}).items()},
+            customers,
+            shards if isinstance(shards, int) and shards > 0 else None,
+            *_moves(body),
         )
 
-    def unchanged_files(
-        self, customer_id: str, digest: str, paths: list[str], objects: dict[str, ObjectState]
-    ) -> list[Desired] | None:
-        """The customer's files, when its inputs digest is the recorded one and every
-        file it owns is still in the target exactly as written; else None (build it)."""
-        if not paths or self.inputs.get(customer_id) != digest:
+    @classmethod
+    def _from_one_file_per_dag(cls, body: dict) -> Manifest:
+        """Versions 1-2 (`<customer>/<dag_id>.py`): owned files and their DAGs, no inputs,
+        so every customer is rebuilt into the shard layout and the old files removed."""
+        md5 = body.get("md5") or {}
+        dags: dict[str, list[str]] = {}
+        for path, customer_id in body["files"].items():
+            name = path.rsplit("/", 1)[-1]
+            dag = name[:-3] if name.startswith(f"{customer_id}__") else path
+            dags.setdefault(str(customer_id), []).append(dag)
+        return cls(
+            {str(p): str(md5.get(p, "")) for p in body["files"]},
+            {c: Entry(dags=tuple(sorted(d))) for c, d in dags.items()},
+            None,
+            *_moves(body),
+        )
+
+    def unchanged(
+        self, customer_id: str, digest: str, shard: str, objects: dict[str, ObjectState]
+    ) -> Entry | None:
+        """The customer's entry, when its inputs digest is the recorded one, its DAGs are
+        still meant for the same file, and its files are in the target exactly as written;
+        else None (build it)."""
+        entry = self.customers.get(customer_id)
+        if entry is None or not entry.inputs or entry.inputs != digest:
             return None
-        found = []
+        if entry.file is not None and entry.file != shard:
+            return None
+        paths = [*([entry.file] if entry.file else []), *entry.legacy]
+        if not paths:
+            return None
         for path in paths:
-            current, written = objects.get(path), self.md5.get(path)
-            if current is None or written is None or current.md5 != written:
+            current, written = objects.get(path), self.files.get(path)
+            if current is None or not written or current.md5 != written:
                 return None
-            found.append(Desired(path, customer_id, written))
-        return found
+        return entry
+
+    def all_dags(self) -> set[str]:
+        return {d for e in self.customers.values() for d in e.dags}
 
     def paths_by_customer(self) -> dict[str, list[str]]:
-        index: dict[str, list[str]] = {}
-        for path, customer_id in self.files.items():
-            index.setdefault(customer_id, []).append(path)
-        return index
+        """The customers this target owns, each with the files that hold its DAGs."""
+        return {
+            c: [*([e.file] if e.file else []), *e.legacy]
+            for c, e in self.customers.items()
+            if e.dags
+        }
+
+
+def _moves(body: dict) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """The moved_out / moved_in records of a manifest body (any version)."""
+    return (
+        {
+            str(k): {"to": str(v.get("to")), "at": str(v.get("at"))}
+            for k, v in (body.get("moved_out") or {}).items()
+            if isinstance(v, dict)
+        },
+        {str(k): str(v) for k, v in (body.get("moved_in") or {}).items()},
+    )
 
 
 @dataclass(frozen=True)
-class Desired:
-    path: str
+class Built:
+    """A customer built in this run: its part (as a file of its own, compressed), its
+    legacy files, and the entry it gets once published."""
+
     customer_id: str
-    md5: str
+    entry: Entry
+    solo: bytes | None  # zlib-compressed; None when it has no generated DAGs
+    legacy: dict[str, tuple[str, bytes]]  # path -> (md5, zlib-compressed content)
 
 
 @dataclass
@@ -104,13 +185,15 @@ class Plan:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
-    owned_before: int = 0
+    owned_before: int = 0  # DAGs the manifest owned
+    removed_dags: list[str] = field(default_factory=list)
     manifest: Manifest = field(default_factory=Manifest)  # what the fleet owns after applying
     manifest_changed: bool = False
     errors: list[ConfigError] = field(default_factory=list)  # found while planning
-    owner: dict[str, str] = field(default_factory=dict)  # path -> customer, for writes
+    contents: dict[str, bytes] = field(default_factory=dict)  # path -> zlib content, writes
     prune_refused: bool = False
-    moved: int = 0  # of `removed`: files of customers moving to another environment
+    copy_missing: set[str] = field(default_factory=set)  # unchanged parts not found
+    moved: int = 0  # of `removed_dags`: DAGs of customers moving to another environment
 
     @property
     def has_changes(self) -> bool:
@@ -120,9 +203,6 @@ class Plan:
     def writes(self) -> list[str]:
         return [*self.added, *self.changed]
 
-    def customers_to_render(self) -> set[str]:
-        return {self.owner[p] for p in self.writes}
-
     def summary(self) -> str:
         return (
             f"{len(self.added)} to add, {len(self.changed)} to change, "
@@ -130,79 +210,142 @@ class Plan:
         )
 
 
-def prune_limit(owned: int) -> int:
-    """The most files a plan may remove without --force-prune."""
-    return max(PRUNE_MIN_FILES, int(owned * PRUNE_FRACTION))
+def prune_limit(owned_dags: int) -> int:
+    """The most DAGs a plan may remove without --force-prune."""
+    return max(PRUNE_MIN_DAGS, int(owned_dags * PRUNE_FRACTION))
+
+
+def md5_of(content: bytes) -> str:
+    return hashlib.md5(content, usedforsecurity=False).hexdigest()
 
 
 def make_plan(
-    desired: Iterable[Desired],
+    built: dict[str, Built],
+    unchanged: dict[str, Entry],
     objects: dict[str, ObjectState],
     manifest: Manifest,
     invalid: set[str],
+    read: Callable[[str], bytes | None],
+    airflow_target: int,
+    shards: int,
     *,
     force_prune: bool = False,
-    inputs: dict[str, str] | None = None,
     moving: set[str] | frozenset[str] = frozenset(),
 ) -> Plan:
-    """Compare the wanted files with the target.
+    """Lay the customers out in files and compare them with the target.
 
-    - A wanted file is added, changed or unchanged by md5 against the listing.
-    - A wanted path that exists but is not owned is never overwritten: its customer
-      is reported and set aside, like any invalid customer.
-    - Owned files that are no longer wanted are removed, except those of invalid
-      customers, which stay exactly as they were.
-    - Files of `moving` customers (assigned to another environment) are removed too, but
-      do not count against the prune limit: they are not leaving the fleet.
+    - A shard file is rewritten when a customer joins or leaves it, when a rebuilt
+      customer's part changed, or when it is not in the target as written. Customers not
+      rebuilt keep their part's exact bytes, copied from the published file.
+    - A wanted path that exists but is not owned is never overwritten: the customers that
+      want it are reported and set aside, like any invalid customer.
+    - An invalid customer keeps its entry and its part exactly as published.
+    - Owned files no longer wanted are removed; a plan that removes more than 10% of
+      the owned DAGs (and more than 5) is refused unless `force_prune`. DAGs of `moving`
+      customers (assigned to another environment) are removed too, but do not count
+      against that limit: they are not leaving the fleet.
     """
-    plan = Plan(owned_before=len(manifest.files))
-    wanted: dict[str, Desired] = {}
-    for item in desired:
-        wanted[item.path] = item
-    conflicted = {
-        d.customer_id for d in wanted.values() if d.path in objects and d.path not in manifest.files
-    }
-    for path in sorted(p for p, d in wanted.items() if d.customer_id in conflicted):
-        if path in objects and path not in manifest.files:
-            plan.errors.append(
-                ConfigError(
-                    wanted[path].customer_id,
-                    None,
-                    "customer_id",
-                    f"{path} already exists in the target and was not written by dagfleet: "
-                    "move it away, then sync again",
+    plan = Plan(owned_before=len(manifest.all_dags()))
+    owned = manifest.files
+    conflicted: set[str] = set()
+    for cid, item in sorted(built.items()):
+        paths = [*([item.entry.file] if item.solo is not None else []), *item.legacy]
+        for path in paths:
+            if path in objects and path not in owned:
+                conflicted.add(cid)
+                plan.errors.append(
+                    ConfigError(
+                        cid,
+                        None,
+                        "customer_id",
+                        f"{path} already exists in the target and was not written by "
+                        "dagfleet: move it away, then sync again",
+                    )
                 )
-            )
-    keep = invalid | conflicted
-    owned: dict[str, str] = {}
-    md5: dict[str, str] = {}
-    for path, item in sorted(wanted.items()):
-        if item.customer_id in keep:
-            continue
-        owned[path] = item.customer_id
-        md5[path] = item.md5
-        plan.owner[path] = item.customer_id
-        current = objects.get(path)
-        if current is None:
-            plan.added.append(path)
-        elif current.md5 != item.md5:
-            plan.changed.append(path)
-        else:
+    keep = (invalid | conflicted) & set(manifest.customers)
+    entries: dict[str, Entry] = dict(unchanged)
+    entries.update({c: b.entry for c, b in built.items() if c not in conflicted})
+    entries.update({c: manifest.customers[c] for c in keep})
+    new_parts = {c: b for c, b in built.items() if c not in conflicted and b.solo is not None}
+
+    members: dict[str, set[str]] = {}
+    for cid, entry in entries.items():
+        if entry.file is not None:
+            members.setdefault(entry.file, set()).add(cid)
+    before: dict[str, set[str]] = {}
+    for cid, entry in manifest.customers.items():
+        if entry.file is not None:
+            before.setdefault(entry.file, set()).add(cid)
+
+    wanted: dict[str, str] = {}  # path -> md5
+    for shard, cids in sorted(members.items()):
+        current = objects.get(shard)
+        dirty = (
+            cids != before.get(shard)
+            or current is None
+            or not owned.get(shard)
+            or current.md5 != owned[shard]
+            or any(c in new_parts and _part(manifest, c) != entries[c].part for c in cids)
+        )
+        if not dirty:
+            wanted[shard] = owned[shard]
             plan.unchanged += 1
-    for path, customer_id in sorted(manifest.files.items()):
-        if path in owned:
             continue
-        if customer_id in keep:
-            owned[path] = customer_id  # untouched while the customer is invalid
-            if path in manifest.md5:
-                md5[path] = manifest.md5[path]
-        elif path in objects:
+        published: dict[str, str] = {}
+        if current is not None and shard in owned and cids - set(new_parts):
+            published = layout.split(read(shard) or b"")
+        parts = []
+        for cid in sorted(cids):
+            if cid in new_parts:
+                solo = zlib.decompress(new_parts[cid].solo or b"")
+                parts.append(layout.split(solo)[cid])
+            elif cid in published:
+                parts.append(published[cid])
+            elif cid in unchanged:
+                plan.copy_missing.add(cid)  # the caller builds it and plans again
+        if not parts:
+            continue
+        content = layout.module(parts, airflow_target).encode()
+        wanted[shard] = md5_of(content)
+        _compare(plan, shard, content, wanted[shard], objects)
+    for cid, entry in sorted(entries.items()):
+        for path in entry.legacy:
+            if cid in built and cid not in conflicted:
+                md5, content = built[cid].legacy[path]
+                wanted[path] = md5
+                _compare(plan, path, zlib.decompress(content), md5, objects)
+            else:
+                wanted[path] = owned.get(path, "")
+                plan.unchanged += 1
+    for path in sorted(owned):
+        if path not in wanted and path in objects:
             plan.removed.append(path)
-            plan.moved += customer_id in moving
-    digests = {c: d for c, d in (inputs or {}).items() if c not in keep}
-    digests.update({c: d for c, d in manifest.inputs.items() if c in keep})
-    plan.manifest = Manifest(owned, md5, digests)
+    plan.removed_dags = sorted(manifest.all_dags() - {d for e in entries.values() for d in e.dags})
+    gone = set(plan.removed_dags)
+    plan.moved = sum(
+        len(gone.intersection(e.dags)) for c, e in manifest.customers.items() if c in moving
+    )
+    plan.manifest = Manifest(wanted, entries, shards)
     plan.manifest_changed = plan.manifest != manifest
-    if len(plan.removed) - plan.moved > prune_limit(plan.owned_before) and not force_prune:
+    if len(plan.removed_dags) - plan.moved > prune_limit(plan.owned_before) and not force_prune:
         plan.prune_refused = True
     return plan
+
+
+def _part(manifest: Manifest, customer_id: str) -> str | None:
+    entry = manifest.customers.get(customer_id)
+    return entry.part if entry else None
+
+
+def _compare(
+    plan: Plan, path: str, content: bytes, md5: str, objects: dict[str, ObjectState]
+) -> None:
+    current = objects.get(path)
+    if current is None:
+        plan.added.append(path)
+    elif current.md5 != md5:
+        plan.changed.append(path)
+    else:
+        plan.unchanged += 1
+        return
+    plan.contents[path] = zlib.compress(content, 1)

@@ -13,6 +13,7 @@ run published stops instead of writing a manifest that forgets that run's files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
 from collections.abc import Callable, Iterable
@@ -76,7 +77,7 @@ def apply_plan(
     force_prune: bool = False,
     lock_wait: float = DEFAULT_LOCK_WAIT,
 ) -> ApplyResult:
-    """Write what the plan says. `render(customers)` rebuilds those customers' files."""
+    """Write what the plan says. `render(paths)` gives the files to write."""
     if plan.prune_refused and not force_prune:
         raise PruneRefused(refusal(plan))
     if not 1 <= jobs <= MAX_JOBS:
@@ -88,7 +89,7 @@ def apply_plan(
 def refusal(plan: Plan) -> str:
     """The one line that says why a plan's removals are refused."""
     return (
-        f"refusing to remove {len(plan.removed) - plan.moved} of {plan.owned_before} owned files "
+        f"refusing to remove {len(plan.removed_dags) - plan.moved} of {plan.owned_before} owned DAGs "
         f"(more than {prune_limit(plan.owned_before)}): check the store, then run with "
         "--force-prune if the removal is intended"
     )
@@ -111,10 +112,8 @@ def _apply_locked(
     if plan.added:
         # New files are owned before they exist; digests stay as they were, so nothing
         # about them is trusted until the final manifest.
-        intent = Manifest(
-            {**manifest_before.files, **{p: plan.owner[p] for p in plan.added}},
-            manifest_before.md5,
-            manifest_before.inputs,
+        intent = dataclasses.replace(
+            manifest_before, files={**manifest_before.files, **dict.fromkeys(plan.added, "")}
         )
         manifest_state = _write_manifest(target, intent, manifest_state)
     _ensure_airflowignore(target, objects)
@@ -123,7 +122,7 @@ def _apply_locked(
     progress = Progress(len(writes), "writing")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         pending = set()
-        for rendered in render(plan.customers_to_render()):
+        for rendered in render(writes):
             if rendered.path in writes:
                 pending.add(pool.submit(_write, target, rendered, objects.get(rendered.path)))
                 if len(pending) >= jobs * 4:  # bounded: never the whole fleet in memory

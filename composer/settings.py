@@ -12,6 +12,7 @@ from composer.dag_settings import DagSettingError, section_problem, static_probl
 from composer.environments import NAME_RE, Environment
 from composer.errors import SettingsError
 from composer.keys import unknown_keys
+from composer.layout import MAX_SHARDS
 from composer.model import Limits
 from composer.param_types import ParamType, ParamTypeError, parse_param_type
 from composer.templates import DOTTED_RE, TemplateError, check_tasks
@@ -31,6 +32,7 @@ _KEYS = {
     "rollup_template",
     "limits",
     "environments",
+    "shards",
     "paused_at_creation",
     "operators",
     "param_types",
@@ -59,6 +61,8 @@ class FleetSettings:
     limits: Limits = field(default_factory=Limits)
     # Composer environments the fleet is spread over; empty: one, the --target.
     environments: tuple[Environment, ...] = ()
+    # DAG files the fleet is spread over (composer/layout.py); None: sized by the fleet.
+    shards: int | None = None
     # Unpaused by default: an onboarded district runs with no human step (SPEC 4).
     paused_at_creation: bool = False
     # What a store value may name beyond what the templates use (composer/allowlist.py).
@@ -193,6 +197,11 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         isinstance(i, str) and DOTTED_RE.match(i) for i in imports
     ):
         raise SettingsError(f"{path}: imports must be a list of dotted paths")
+    shards = raw.get("shards", "auto")
+    if shards == "auto":
+        shards = None
+    elif isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        raise SettingsError(f"{path}: shards must be auto or an integer from 1 to {MAX_SHARDS}")
     paused = raw.get("paused_at_creation", False)
     if not isinstance(paused, bool):
         raise SettingsError(f"{path}: paused_at_creation must be true or false")
@@ -217,6 +226,7 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         rollup_template=raw.get("rollup_template"),
         limits=_limits(path, raw.get("limits")),
         environments=_environments(path, raw.get("environments")),
+        shards=shards,
         paused_at_creation=paused,
         timetables=_timetables(path, raw.get("timetables"), target),
         dag_settings=dag_settings,

@@ -28,6 +28,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from composer import layout
 from composer.errors import BuildFailed, ConfigError, one_line
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class BuiltFile(Protocol):
     customer_id: str
     md5: str
     content: bytes
+    part: bool  # the customer's DAGs for a shard file, as a file of their own
 
 
 def verify_python(airflow_target: int) -> str | None:
@@ -279,7 +281,11 @@ def refusal(
     line. `overrides`: each integration's task_overrides."""
     customer_id = file.customer_id
     dag_id = Path(file.path).stem
-    message = f"{file.path}: Airflow refuses the file: {problem.message}"
+    where = file.path
+    if getattr(file, "part", False):  # a shard file's part: the DAG whose builder failed
+        dag_id = layout.dag_at(file.content.decode(errors="replace"), problem.line, problem.message)
+        where = f"{file.path} ({customer_id}'s part, DAG {dag_id})" if dag_id else where
+    message = f"{where}: Airflow refuses the file: {problem.message}"
     located = _locate(file.content, problem)
     if located is None:
         integration = _integration(dag_id, customer_id, None)
@@ -367,11 +373,13 @@ def verify_builds(
     wanted = [
         f for b in builds if not b.errors for f in changed(b.files, existing.get(b.customer_id, {}))
     ]
-    problems = verifier.verify([(f.path, f.content) for f in wanted])
+    # A customer's part is imported as a file of its own (header, part, footer: what
+    # ships), named apart from the other customers' parts bound for the same shard file.
+    by_path = {(f"{f.customer_id}/{f.path}" if f.part else f.path): f for f in wanted}
+    problems = verifier.verify([(path, f.content) for path, f in by_path.items()])
     if not problems:
         return
     setup_tasks = set(builder.settings.setup_tasks)
-    by_path = {f.path: f for f in wanted}
     for build in builds:
         refused = [p for p in sorted(problems) if by_path[p].customer_id == build.customer_id]
         if not refused:
@@ -381,4 +389,5 @@ def verify_builds(
         for path in refused:
             build.errors.append(refusal(by_path[path], problems[path], overrides, setup_tasks))
         build.files = []
+        build.dag_ids = []
         builder.invalid.add(build.customer_id)

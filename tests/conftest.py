@@ -171,3 +171,25 @@ def fleet_cli(capsys) -> Callable[..., tuple[int, str, str]]:
         return code, out, err
 
     return run
+
+
+def published(target: Path) -> dict:
+    """The manifest of a local target: each customer's shard file, part digest and DAGs."""
+    import json
+
+    from composer.plan import MANIFEST
+
+    return json.loads((target / MANIFEST).read_text())
+
+
+def dag_file(target: Path, customer_id: str) -> str:
+    """The file (relative to the target) that holds the customer's DAGs."""
+    return published(target)["customers"][customer_id]["file"]
+
+
+def customer_part(target: Path, customer_id: str) -> str:
+    """The customer's part of its published shard file, markers included."""
+    from composer import layout
+
+    path = dag_file(target, customer_id)
+    return layout.split((target / path).read_bytes())[customer_id]

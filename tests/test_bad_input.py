@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
+from composer import layout
 from composer.plan import MANIFEST
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from tests.conftest import TEMPLATES, add_customer, make_store, replace_customer
 
 BAD = "bad-isd"
 FRESH = "fresh-isd"
-BAD_FILES = {f"{BAD}/{BAD}__main.py", f"{BAD}/{BAD}__classroom.py", f"{BAD}/{BAD}__custom.py"}
-FRESH_FILE = f"{FRESH}/{FRESH}__main.py"
+BAD_DAGS = [f"{BAD}__main", f"{BAD}__classroom", f"{BAD}__custom"]
 EMPTY_OPERATOR = "airflow.providers.standard.operators.empty.EmptyOperator"
 
 CUSTOM_TEMPLATE = """\
@@ -178,6 +178,10 @@ class Baseline:
     target: Path
     files: dict[str, bytes]
 
+    @property
+    def parts(self) -> dict[str, str]:
+        return parts_of(self.files)
+
 
 def read_files(root: Path) -> dict[str, bytes]:
     return {
@@ -187,8 +191,18 @@ def read_files(root: Path) -> dict[str, bytes]:
     }
 
 
-def manifest_of(target: Path) -> dict[str, str]:
-    return json.loads((target / MANIFEST).read_text())["files"]
+def parts_of(files: dict[str, bytes]) -> dict[str, str]:
+    """Each customer's part of the shard files (composer/layout.py), by customer."""
+    parts: dict[str, str] = {}
+    for path, content in files.items():
+        if path.endswith(".py") and "/" not in path:
+            parts.update(layout.split(content))
+    return parts
+
+
+def manifest_of(target: Path) -> dict[str, dict]:
+    """The manifest's customers: each one's file, part digest and DAGs."""
+    return json.loads((target / MANIFEST).read_text())["customers"]
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +230,8 @@ def publish_baseline(root: Path, demo_snapshot: Snapshot) -> Baseline:
     )
     assert code == 0
     files = read_files(target)
-    assert set(files) >= BAD_FILES, sorted(files)
-    assert all(manifest_of(target)[path] == BAD for path in BAD_FILES)
+    assert BAD in parts_of(files), sorted(files)
+    assert sorted(manifest_of(target)[BAD]["dags"]) == sorted(BAD_DAGS)
     return Baseline(snapshot, templates, target, files)
 
 
@@ -241,7 +255,11 @@ class Outcome:
     errors: list[tuple[str, str | None, str, str]]
     notes: list[str]  # stderr lines that are not errors
     files: dict[str, bytes]
-    manifest: dict[str, str]
+    manifest: dict[str, dict]
+
+    @property
+    def parts(self) -> dict[str, str]:
+        return parts_of(self.files)
 
 
 def run_sync(
@@ -323,14 +341,16 @@ def assert_set_aside(outcome: Outcome, baseline: Baseline, expected: tuple[Expec
         assert hits, f"no error like {want} in {outcome.errors}"
         unmatched.remove(hits[0])
     assert not unmatched, f"unexpected errors: {unmatched}"
-    assert FRESH_FILE in outcome.files, "a valid customer was not published"
+    parts, before = outcome.parts, baseline.parts
+    assert FRESH in parts, "a valid customer was not published"
+    for customer_id, part in before.items():  # the invalid one's too: byte for byte
+        assert parts.get(customer_id) == part, f"{customer_id}'s DAGs were changed or removed"
     for path, content in baseline.files.items():
-        if path != MANIFEST:
+        if "/" in path:  # a legacy file
             assert outcome.files.get(path) == content, f"{path} was changed or removed"
-    for path in BAD_FILES:
-        assert outcome.manifest[path] == BAD, f"{path} is no longer owned"
-    new = set(outcome.files) - set(baseline.files)
-    assert new == {FRESH_FILE}, f"unexpected new files {sorted(new - {FRESH_FILE})}"
+    assert outcome.manifest[BAD] == json.loads(baseline.files[MANIFEST])["customers"][BAD]
+    new = set(parts) - set(before)
+    assert new == {FRESH}, f"unexpected new customers {sorted(new - {FRESH})}"
 
 
 SECRET = "hunter2-do-not-publish"
@@ -777,14 +797,6 @@ CASES: dict[str, Case] = {
         customer(legacy_dag_file="imports_missing.py"),
         (E(BAD, None, "legacy_dag_file", "imports dagfleet_no_such_module"),),
     ),
-    "legacy_file_named_like_a_generated_file": Case(
-        customer(legacy_dag_file=f"{BAD}__classroom.py"),
-        (E(BAD, None, "legacy_dag_file", "has the name of a generated file"),),
-        edit_templates=lambda templates: shutil.copy(
-            TEMPLATES / "legacy" / "lincoln_unified_legacy.py",
-            templates / "legacy" / f"{BAD}__classroom.py",
-        ),
-    ),
     # -- generated files that would fail when Airflow parses them --
     "legacy_file_that_raises_at_import": Case(
         customer(legacy_dag_file="raises_at_import.py"),
@@ -859,7 +871,7 @@ def test_ids_outside_the_charset_never_create_files_outside_their_folder(
     ]
     assert not [p for p in tmp_path.rglob("*escaped*")]
     assert not Path("/abs-escaped").exists()
-    assert set(outcome.files) - set(baseline.files) == {FRESH_FILE}
+    assert set(outcome.parts) - set(baseline.parts) == {FRESH}
 
 
 def test_two_customers_that_would_share_a_dag_id_are_both_set_aside(tmp_path, fleet_cli, baseline):
@@ -882,13 +894,9 @@ def test_two_customers_that_would_share_a_dag_id_are_both_set_aside(tmp_path, fl
     )
     first = run_sync(tmp_path / "first", fleet_cli, baseline, good)
     assert first.code == 0, first.errors
-    published = {p: c for p, c in first.files.items() if p.split("/")[0] in ("a", "a__b")}
-    assert set(published) == {
-        "a/a__main.py",
-        "a/a__b__c.py",
-        "a__b/a__b__main.py",
-        "a__b/a__b__d.py",
-    }
+    published = {c: p for c, p in first.parts.items() if c in ("a", "a__b")}
+    assert first.manifest["a"]["dags"] == ["a__main", "a__b__c"]
+    assert first.manifest["a__b"]["dags"] == ["a__b__main", "a__b__d"]
     colliding = Snapshot(good.customers, (*good.integrations, classroom("a__b", "c")))
     second_baseline = dataclasses.replace(baseline, target=tmp_path / "first" / "dags")
     outcome = run_sync(
@@ -909,11 +917,11 @@ def test_two_customers_that_would_share_a_dag_id_are_both_set_aside(tmp_path, fl
             "dag_id a__b__c is also generated for customer a integration b__c",
         ),
     ]
-    for path, content in published.items():
-        assert outcome.files[path] == content
-        assert outcome.manifest[path] == path.split("/")[0]
-    assert "a__b/a__b__c.py" not in outcome.files
-    assert FRESH_FILE in outcome.files
+    for customer_id, part in published.items():
+        assert outcome.parts[customer_id] == part
+        assert outcome.manifest[customer_id] == first.manifest[customer_id]
+    assert "DAGS['a__b__c']" in outcome.parts["a"] and "a__b__c" not in outcome.parts["a__b"]
+    assert FRESH in outcome.parts
 
 
 def test_a_dag_id_collision_names_the_integrations_involved(tmp_path, fleet_cli, baseline):
@@ -958,7 +966,7 @@ def test_references_to_secrets_are_accepted_and_reach_the_dag(tmp_path, fleet_cl
     outcome = run_sync(tmp_path, fleet_cli, baseline, add_customer(snapshot, *fresh_rows()), grant)
     assert outcome.code == 0, outcome.errors
     assert outcome.errors == []
-    assert b"powerschool-bad-isd-v2" in outcome.files[f"{BAD}/{BAD}__main.py"]
+    assert "powerschool-bad-isd-v2" in outcome.parts[BAD]
 
 
 def test_strict_sync_publishes_nothing_when_one_customer_is_invalid(tmp_path, fleet_cli, baseline):

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from composer.plan import MANIFEST
 from composer.store import IntegrationRow, Snapshot
 from tests.conftest import TEMPLATES, add_customer, make_store
 from tests.test_bad_input import (
     BAD,
-    BAD_FILES,
-    FRESH_FILE,
+    FRESH,
     Baseline,
     Case,
     E,
@@ -37,6 +35,7 @@ from tests.test_bad_input import (
     manifest_of,
     new_district,
     overrides,
+    parts_of,
     publish_baseline,
     read_files,
     run_sync,
@@ -151,7 +150,7 @@ CASES: dict[str, Case] = {
                 BAD,
                 None,
                 "dag_file",
-                f"{BAD}/{BAD}__custom.py is 1,1",  # 1.1 MB and some
+                "is 1,1",  # its part of its shard file is 1.1 MB and some
             ),
         ),
         edit_templates=edit_template("fleet.yaml", "params_bytes: 65536", "params_bytes: 2000000"),
@@ -194,7 +193,7 @@ def test_size_caps_are_raised_in_fleet_yaml(tmp_path, fleet_cli, baseline):
 
     outcome = run_sync(tmp_path, fleet_cli, baseline, snapshot, raise_cap)
     assert (outcome.code, outcome.errors, outcome.notes) == (0, [], [])
-    assert FRESH_FILE in outcome.files
+    assert FRESH in outcome.parts
 
 
 def test_a_customer_param_used_only_through_an_integration_param_is_accepted(
@@ -206,7 +205,7 @@ def test_a_customer_param_used_only_through_an_integration_param_is_accepted(
     )(baseline.snapshot)
     outcome = run_sync(tmp_path, fleet_cli, baseline, add_customer(snapshot, *fresh_rows()))
     assert (outcome.code, outcome.errors) == (0, [])
-    assert b"https://bad.powerschool.example" in outcome.files[f"{BAD}/{BAD}__main.py"]
+    assert "https://bad.powerschool.example" in outcome.parts[BAD]
 
 
 @pytest.mark.parametrize("enabled", [None, False], ids=["no-integration", "disabled"])
@@ -255,14 +254,13 @@ def test_integration_rows_left_by_deleting_a_customer_row_are_ignored_and_its_fi
     )
     code, out, err = fleet_cli(*args)
     assert (code, err.splitlines()) == (0, [warning]), err
-    files = read_files(target)
-    assert not BAD_FILES & set(files), "the deleted customer's files were not pruned"
-    assert not BAD_FILES & set(manifest_of(target))
-    assert FRESH_FILE in files
-    assert "3 removed" in out
-    for path, content in baseline.files.items():
-        if path != MANIFEST and path not in BAD_FILES:
-            assert files[path] == content
+    parts = parts_of(read_files(target))
+    assert BAD not in parts, "the deleted customer's DAGs were not pruned"
+    assert BAD not in manifest_of(target)
+    assert FRESH in parts
+    for customer_id, part in baseline.parts.items():
+        if customer_id != BAD:
+            assert parts[customer_id] == part
     # Every later sync stays green (and says why the rows are ignored) until they are deleted.
     code, out, err = fleet_cli(*args)
     assert (code, err.splitlines()) == (0, [warning])

@@ -19,17 +19,6 @@ from composer.store import open_store
 N = 12  # one parent with four children and a grandchild, and plain customers
 
 
-def _generate(snapshot_rows, templates_dir: Path, out: Path) -> None:
-    """What `fleet sync` writes, without the CLI: every customer's rendered files."""
-    builder = FleetBuilder(snapshot_rows, templates_dir)
-    for build in builder.builds():
-        assert not build.errors, build.errors
-        for rendered in build.files:
-            dest = out / rendered.path
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(rendered.content)
-
-
 def test_synthetic_fleet_is_a_valid_store_with_rollups_and_three_integrations(
     tmp_path: Path, templates_dir: Path
 ) -> None:
@@ -60,17 +49,17 @@ def test_synthetic_fleet_is_a_valid_store_with_rollups_and_three_integrations(
         "d00004",
         "d00005",
     ]
-    files = [f for b in builder.builds() for f in b.files]
-    assert len(files) == 3 * (N + 1) + len(parents(N))  # + one roll-up DAG per parent
-    rollup = next(f for f in files if f.path == "d00000/d00000__rollup.py").content.decode()
+    dags = [d for b in builder.builds() for d in b.dag_ids]
+    assert len(dags) == 3 * (N + 1) + len(parents(N))  # + one roll-up DAG per parent
+    (part,) = builder.build("d00000").files
+    rollup = part.content.decode()
+    assert "DAGS['d00000__rollup']" in rollup
     assert "rollup_grades" in rollup and "AssetOrTimeSchedule(" in rollup
 
 
 def _peer_folders(tmp_path: Path, templates_dir: Path) -> dict[str, Path]:
     rows = fleet_snapshot(N)
-    generated = tmp_path / "generated"
-    _generate(rows, templates_dir, generated)
-    return peers.write_peers(tmp_path / "peers", generated, peers.main_specs(rows, templates_dir))
+    return peers.write_peers(tmp_path / "peers", peers.main_specs(rows, templates_dir))
 
 
 @pytest.mark.airflow

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from composer.store import Snapshot
-from tests.conftest import TEMPLATES, make_store, replace_integration
+from tests.conftest import TEMPLATES, dag_file, make_store, published, replace_integration
 
 
 def checkout(folder: Path) -> Path:
@@ -25,11 +25,17 @@ def test_sync_on_a_fresh_clone_seeds_the_default_store_and_builds_the_demo(
     code, out, err = fleet_cli("sync")
     assert code == 0, err
     assert f"created {tmp_path}/fleet.db with the demo fleet" in err
-    assert "28 added" in out and "15 customers published, 0 invalid" in out
-    assert len(list((tmp_path / "build" / "dags").rglob("*.py"))) == 28
+    files = len(list((tmp_path / "build" / "dags").rglob("*.py")))
+    assert f"{files} added" in out and "15 customers published, 0 invalid" in out
+    assert published(tmp_path / "build" / "dags")["files"].keys() == {
+        str(p.relative_to(tmp_path / "build" / "dags"))
+        for p in (tmp_path / "build" / "dags").rglob("*.py")
+    }
     code, out, err = fleet_cli("sync")
     assert (
-        code == 0 and "created" not in err and "0 added, 0 changed, 0 removed, 28 unchanged" in out
+        code == 0
+        and "created" not in err
+        and f"0 added, 0 changed, 0 removed, {files} unchanged" in out
     )
 
 
@@ -57,14 +63,16 @@ def test_plan_detailed_exitcode_reports_changes_like_terraform(tmp_path, demo_st
         "plan", "--store", demo_store, "--target", target, "--detailed-exitcode"
     )
     assert code == 2
-    assert "+ austin-isd/austin-isd__main.py" in out
-    assert "Plan: 28 to add, 0 to change, 0 to remove, 0 unchanged" in out
+    added = [line for line in out.splitlines() if line.startswith("+ ")]
+    assert "+ lincoln-unified/lincoln_unified_legacy.py" in added
+    assert f"Plan: {len(added)} to add, 0 to change, 0 to remove, 0 unchanged" in out
     assert not (tmp_path / "dags").exists()  # plan writes nothing
     assert fleet_cli("sync", "--store", demo_store, "--target", target)[0] == 0
+    assert f"+ {dag_file(tmp_path / 'dags', 'austin-isd')}" in added
     code, out, _ = fleet_cli(
         "plan", "--store", demo_store, "--target", target, "--detailed-exitcode"
     )
-    assert code == 0 and "Plan: 0 to add, 0 to change, 0 to remove, 28 unchanged" in out
+    assert code == 0 and f"Plan: 0 to add, 0 to change, 0 to remove, {len(added)} unchanged" in out
 
 
 def test_plan_diff_shows_the_change_an_override_makes(tmp_path, demo_snapshot, fleet_cli):
@@ -80,22 +88,21 @@ def test_plan_diff_shows_the_change_an_override_makes(tmp_path, demo_snapshot, f
         "plan", "--diff", "--store", make_store(tmp_path / "b.db", changed), "--target", target
     )
     assert code == 0
-    assert "~ nyc-d02/nyc-d02__main.py" in out
-    assert "--- a/nyc-d02/nyc-d02__main.py" in out
-    assert "-            function_id='powerschool-export'," in out
-    assert "+            function_id='ps-export-v2'," in out
+    shard = dag_file(tmp_path / "dags", "nyc-d02")
+    assert f"~ {shard}" in out
+    assert f"--- a/{shard}" in out
+    assert "-                function_id='powerschool-export'," in out
+    assert "+                function_id='ps-export-v2'," in out
 
 
 def test_render_prints_one_customers_files(demo_store, fleet_cli):
     code, out, _ = fleet_cli("render", "austin-isd", "--store", demo_store)
     assert code == 0
     headers = [line for line in out.splitlines() if line.startswith("# =====")]
-    assert headers == [
-        "# ===== austin-isd/austin-isd__main.py =====",
-        "# ===== austin-isd/austin-isd__classroom.py =====",
-        "# ===== austin-isd/austin-isd__staar.py =====",
-    ]
-    assert "dag_id='austin-isd__main'" in out
+    assert len(headers) == 1 and headers[0].endswith(" (customer austin-isd's part) =====")
+    assert headers[0].startswith("# ===== fleet_shard_")
+    for dag_id in ("austin-isd__main", "austin-isd__classroom", "austin-isd__staar"):
+        assert f"dag_id={dag_id!r}" in out
 
 
 def test_render_of_an_unknown_customer_is_a_usage_error(demo_store, fleet_cli):
@@ -106,7 +113,7 @@ def test_render_of_an_unknown_customer_is_a_usage_error(demo_store, fleet_cli):
 def test_validate_checks_every_customer_and_writes_nothing(tmp_path, demo_store, fleet_cli):
     code, out, _ = fleet_cli("validate", "--store", demo_store)
     assert code == 0
-    assert out.strip() == "Validated 16 customers: 28 files, 0 invalid customers"
+    assert out.strip() == "Validated 16 customers: 28 DAGs, 0 invalid customers"
 
 
 def test_store_init_demo_creates_the_schema_and_rows(tmp_path, fleet_cli):
@@ -133,7 +140,7 @@ def test_the_default_store_is_created_next_to_where_fleet_runs(tmp_path, monkeyp
     monkeypatch.chdir(checkout(tmp_path))
     code, out, _ = fleet_cli("validate")
     assert code == 0 and Path("fleet.db").is_file()
-    assert "28 files" in out
+    assert "28 DAGs" in out
 
 
 def test_deploy_copies_the_meta_dag_package_and_templates_once(tmp_path, fleet_cli):
@@ -241,10 +248,11 @@ def test_environment_variables_set_store_target_and_templates_and_flags_win(
     monkeypatch.setenv("FLEET_TEMPLATES", str(TEMPLATES))
     code, out, err = fleet_cli("sync")
     assert code == 0, err
-    assert f"Synced file://{tmp_path}/env-dags: 28 added" in out
-    assert len(list((tmp_path / "env-dags").rglob("*.py"))) == 28
+    files = len(published(tmp_path / "env-dags")["files"])  # 28 DAGs in them
+    assert f"Synced file://{tmp_path}/env-dags: {files} added" in out
+    assert len(list((tmp_path / "env-dags").rglob("*.py"))) == files
     code, out, err = fleet_cli("sync", "--target", f"file://{tmp_path}/flag-dags")
-    assert code == 0 and "28 added" in out
+    assert code == 0 and f"{files} added" in out
     monkeypatch.setenv("FLEET_TEMPLATES", str(tmp_path / "no-templates"))
     assert fleet_cli("validate")[0] == 1  # the variable is read: its folder is missing
     assert fleet_cli("validate", "--templates", str(TEMPLATES))[0] == 0
@@ -273,8 +281,10 @@ def test_plan_exits_3_when_the_sync_would_refuse_the_removal(tmp_path, demo_snap
     empty = make_store(tmp_path / "empty.db", Snapshot())
     code, out, err = fleet_cli("plan", "--store", empty, "--target", target)
     assert code == 3
-    assert "Plan: 0 to add, 0 to change, 28 to remove, 0 unchanged (removal refused" in out
-    assert err.strip().startswith(f"error: target {target}: sync would stop, refusing to remove")
+    assert "Plan: 0 to add, 0 to change, 2 to remove, 0 unchanged (removal refused" in out
+    assert err.strip().startswith(
+        f"error: target {target}: sync would stop, refusing to remove 28 of 28 owned DAGs"
+    )
     code, _out, _err = fleet_cli("plan", "--store", empty, "--target", target, "--force-prune")
     assert code == 0
 
@@ -285,7 +295,7 @@ def test_a_refused_sync_still_prints_its_summary_line(tmp_path, demo_snapshot, f
     empty = make_store(tmp_path / "empty.db", Snapshot())
     code, out, err = fleet_cli("sync", "--store", empty, "--target", target)
     assert code == 3
-    assert "refusing to remove 28 of 28 owned files" in err
+    assert "refusing to remove 28 of 28 owned DAGs" in err
     assert out.strip().startswith(f"Not synced {target}: nothing changed (the plan: 0 to add")
 
 

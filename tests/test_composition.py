@@ -467,7 +467,7 @@ def test_the_roll_up_is_its_own_dag_on_exactly_the_active_descendants_assets():
     specs = compose(snapshot, "root")
     assert set(specs) == {"root__main", "root__rollup"}
     rollup = specs["root__rollup"]
-    assert rollup.variant == "rollup" and rollup.path == "root/root__rollup.py"
+    assert rollup.variant == "rollup" and rollup.dag_id == "root__rollup"
     assert "variant:rollup" in rollup.tags and "template:district_rollup" in rollup.tags
     expected = set().union(*(outlets(snapshot, d) for d in ("north", "north-elem", "south-elem")))
     assert {a.uri for a in rollup.assets} == expected

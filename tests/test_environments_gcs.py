@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.fleetgen import customer_rows, fleet_snapshot
+from composer import layout
 from composer.build import FleetBuilder
 from composer.fleetenvs import dag_count
 from composer.plan import MANIFEST
@@ -56,13 +57,21 @@ def store_of(path: Path, snapshot: Snapshot) -> str:
 
 
 def placement(gcs: GcsEmulator, buckets: dict[str, str]) -> dict[str, set[str]]:
-    """customer_id -> environments holding any of its DAG files."""
+    """customer_id -> environments holding any of its DAGs (its part of a shard file)."""
     found: dict[str, set[str]] = defaultdict(set)
     for env, bucket in buckets.items():
-        for name in gcs.objects(bucket, "dags/fleet/"):
-            if name.endswith(".py"):
-                found[name.removeprefix("dags/fleet/").split("/")[0]].add(env)
+        for customer_id in parts_in(gcs, bucket):
+            found[customer_id].add(env)
     return found
+
+
+def parts_in(gcs: GcsEmulator, bucket: str) -> dict[str, str]:
+    """customer_id -> its part, over the bucket's shard files."""
+    parts: dict[str, str] = {}
+    for name, (_, data) in gcs.objects(bucket, "dags/fleet/").items():
+        if name.endswith(".py"):
+            parts.update(layout.split(data))
+    return parts
 
 
 def four(buckets: list[str], capacity: int = 3000) -> dict[str, tuple[str, int]]:
@@ -126,12 +135,10 @@ def test_adding_an_environment_moves_about_a_fifth_only_to_it_and_shows_moves(
     assert all(line.endswith("-> env-4") for line in moves)
     # No tick runs twice: a moved DAG starts after its old environment let it go (plus the
     # margin its DAG processor may take); the others keep the fleet's start date.
-    moved_file = gcs_emulator.objects(buckets[4], "dags/fleet/")
     tomb = json.loads(gcs_emulator.objects(buckets[0], "dags/fleet/")["dags/fleet/" + MANIFEST][1])
     starts = {
-        name: re.search(rb"start_date=(pendulum\.datetime\([^)]*\))", data).group(1).decode()
-        for name, (_, data) in moved_file.items()
-        if name.endswith(".py")
+        customer_id: re.findall(r"start_date=(pendulum\.datetime\([^)]*\))", part)
+        for customer_id, part in parts_in(gcs_emulator, buckets[4]).items()
     }
     for customer_id, entry in tomb.get("moved_out", {}).items():
         at = dt.datetime.fromisoformat(entry["at"])
@@ -139,13 +146,11 @@ def test_adding_an_environment_moves_about_a_fifth_only_to_it_and_shows_moves(
         expected = (
             f"pendulum.datetime({at.year}, {at.month}, {at.day}, {at.hour}, {at.minute}, tz='UTC')"
         )
-        assert all(v == expected for k, v in starts.items() if f"/{customer_id}/" in k)
+        assert starts[customer_id] and set(starts[customer_id]) == {expected}
     assert set(tomb.get("moved_out", {})) <= {m for m in moved}
-    assert all("tz='UTC'" in start for start in starts.values())
-    untouched = gcs_emulator.objects(buckets[2], "dags/fleet/")
-    assert all(
-        b"tz='UTC'" not in data for name, (_, data) in untouched.items() if name.endswith(".py")
-    )
+    assert all("tz='UTC'" in start for found in starts.values() for start in found)
+    untouched = parts_in(gcs_emulator, buckets[2])
+    assert untouched and all("tz='UTC'" not in part for part in untouched.values())
 
 
 def test_removing_an_environment_moves_only_its_own_customers(

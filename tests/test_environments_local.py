@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
 from composer.errors import SettingsError
 from composer.pipeline import plan_fleet
+from composer.plan import MANIFEST
 from tests.conftest import TEMPLATES
 
 
@@ -84,8 +86,9 @@ def test_inactive_and_invalid_customers_count_for_no_environment(
     assert code == 1 and "customer dallas-isd, field timezone" in err
     for env in ("east", "west"):
         line = next(x for x in out.splitlines() if x.startswith(f"Synced {env} "))
-        files = len(list((tmp_path / env).rglob("*.py")))
-        assert f"; {files} DAGs of 100" in line  # capacity counts what is published
+        manifest = json.loads((tmp_path / env / MANIFEST).read_text())
+        dags = sum(len(e["dags"]) for e in manifest["customers"].values())
+        assert dags > 0 and f"; {dags} DAGs of 100" in line  # capacity counts what is published
 
 
 def test_validate_names_a_pin_to_no_environment_and_plan_diff_shows_each_share(
@@ -99,4 +102,5 @@ def test_validate_names_a_pin_to_no_environment_and_plan_diff_shows_each_share(
     assert code == 1
     assert "error: customer austin-isd, field environment: 'north' is not an environment" in err
     code, out, _ = fleet_cli("plan", "--diff", "--store", store, "--templates", str(two))
-    assert code == 1 and "+++ b/dallas-isd/dallas-isd__main.py" in out
+    assert code == 1 and "+++ b/fleet_shard_000.py" in out
+    assert "# --- dagfleet customer dallas-isd: begin ---" in out

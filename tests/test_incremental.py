@@ -12,7 +12,15 @@ import pytest
 from composer.build import FleetBuilder
 from composer.pipeline import apply_fleet, plan_fleet
 from composer.plan import MANIFEST
-from tests.conftest import TEMPLATES, add_customer, make_store, replace_customer
+from tests.conftest import (
+    TEMPLATES,
+    add_customer,
+    customer_part,
+    dag_file,
+    make_store,
+    published,
+    replace_customer,
+)
 from tests.test_publish_local import new_district, snapshot_files
 
 
@@ -42,7 +50,8 @@ def test_a_no_op_sync_builds_no_customer(tmp_path, demo_snapshot, built):
     built.clear()
     fleet_plan, result = sync(store, target)
     assert built == [] and result.written == 0
-    assert fleet_plan.plan.unchanged == 28 and not fleet_plan.plan.manifest_changed
+    files = len(published(target)["files"])
+    assert fleet_plan.plan.unchanged == files and not fleet_plan.plan.manifest_changed
 
 
 def test_onboarding_builds_only_the_new_customer(tmp_path, demo_snapshot, built):
@@ -53,7 +62,7 @@ def test_onboarding_builds_only_the_new_customer(tmp_path, demo_snapshot, built)
         make_store(tmp_path / "b.db", add_customer(demo_snapshot, *new_district())), target
     )
     assert built == ["tulsa-ps"]  # what planning rendered is kept for publishing
-    assert fleet_plan.plan.added == ["tulsa-ps/tulsa-ps__main.py"]
+    assert fleet_plan.plan.writes == [dag_file(target, "tulsa-ps")]
 
 
 def test_a_changed_row_rebuilds_that_customer_and_matches_a_full_build(
@@ -66,7 +75,7 @@ def test_a_changed_row_rebuilds_that_customer_and_matches_a_full_build(
     store = make_store(tmp_path / "b.db", renamed)
     fleet_plan, _ = sync(store, target)
     assert set(built) == {"nyc-d02"}
-    assert fleet_plan.plan.changed == ["nyc-d02/nyc-d02__main.py"]
+    assert fleet_plan.plan.changed == [dag_file(target, "nyc-d02")]
     sync(store, tmp_path / "scratch")
     assert snapshot_files(target) == snapshot_files(tmp_path / "scratch")
 
@@ -80,7 +89,9 @@ def test_a_new_child_rebuilds_its_parents_roll_up(tmp_path, demo_snapshot, built
     child = replace_customer(child, "cascade-west", parent_customer_id="cascade-esd")
     fleet_plan, _ = sync(make_store(tmp_path / "b.db", child), target)
     assert set(built) == {"cascade-west", "cascade-esd"}
-    assert fleet_plan.plan.changed == ["cascade-esd/cascade-esd__rollup.py"]
+    # One org tree, one file: the child lands in its parent's shard.
+    assert fleet_plan.plan.writes == [dag_file(target, "cascade-esd")]
+    assert dag_file(target, "cascade-west") == dag_file(target, "cascade-esd")
 
 
 def test_editing_a_template_rebuilds_exactly_the_customers_that_use_it(
@@ -100,28 +111,33 @@ def test_editing_a_template_rebuilds_exactly_the_customers_that_use_it(
     users = {"austin-isd", "dallas-isd", "boulder-valley", "phoenix-union", "boston-public",
              "cascade-north"}  # fmt: skip
     assert set(built) == users
-    assert len(fleet_plan.plan.changed) == len(users)
+    assert set(fleet_plan.plan.changed) == {dag_file(target, c) for c in users}
 
 
 def test_a_file_changed_in_the_target_is_rebuilt_and_rewritten(tmp_path, demo_snapshot, built):
     store, target = make_store(tmp_path / "fleet.db", demo_snapshot), tmp_path / "dags"
     sync(store, target)
-    original = (target / "miami-dade" / "miami-dade__main.py").read_bytes()
-    (target / "miami-dade" / "miami-dade__main.py").write_bytes(b"# edited by hand\n")
+    path = dag_file(target, "miami-dade")
+    original = (target / path).read_bytes()
+    (target / path).write_bytes(b"# edited by hand\n")
     built.clear()
     fleet_plan, _ = sync(store, target)
-    assert set(built) == {"miami-dade"}
-    assert fleet_plan.plan.changed == ["miami-dade/miami-dade__main.py"]
-    assert (target / "miami-dade" / "miami-dade__main.py").read_bytes() == original
+    sharing = {c for c, e in published(target)["customers"].items() if e["file"] == path}
+    assert set(built) == sharing  # whoever shares the file: nothing of it can be trusted
+    assert fleet_plan.plan.changed == [path]
+    assert (target / path).read_bytes() == original
 
 
 def test_a_manifest_without_digests_means_a_full_build_once(tmp_path, demo_snapshot, built):
     store, target = make_store(tmp_path / "fleet.db", demo_snapshot), tmp_path / "dags"
     sync(store, target)
-    manifest = json.loads((target / MANIFEST).read_text())
-    old_style = {"generator": "dagfleet", "version": 1, "files": manifest["files"]}
-    (target / MANIFEST).write_text(json.dumps(old_style))
+    manifest = published(target)
+    for entry in manifest["customers"].values():
+        entry["inputs"] = ""
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    parts = {c: customer_part(target, c) for c in manifest["customers"] if c != "lincoln-unified"}
     built.clear()
     fleet_plan, result = sync(store, target)
     assert len(built) == 15 and result.written == 0 and fleet_plan.plan.manifest_changed
-    assert json.loads((target / MANIFEST).read_text())["inputs"] == manifest["inputs"]
+    assert {c: customer_part(target, c) for c in parts} == parts
+    assert all(e["inputs"] for e in published(target)["customers"].values())

@@ -9,6 +9,7 @@ deployed copy of the `composer` package is the one the tasks import.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from composer.deploy import deploy
 from composer.errors import StoreError
 from composer.pipeline import apply_fleet, plan_fleet
+from composer.plan import MANIFEST
 from composer.store import Snapshot
 from tests.conftest import REPO, TEMPLATES, make_store, remove_customer, replace_customer
 
@@ -167,7 +169,8 @@ def test_a_run_builds_each_customer_once(dags_folder, tmp_path, demo_store, monk
     with pytest.raises(AirflowFailException, match="1 invalid customers: dallas-isd"):
         tasks["check"].python_callable(synced)
     assert sorted(built) == sorted(set(built)) and len(built) == 14  # 15 districts, 1 invalid
-    assert len(list((tmp_path / "fleet").rglob("*.py"))) == 26  # 28 less dallas-isd's 2
+    manifest = json.loads((tmp_path / "fleet" / MANIFEST).read_text())
+    assert sum(len(e["dags"]) for e in manifest["customers"].values()) == 26  # 28 - dallas' 2
 
 
 def demo_snapshot_of(store_url: str) -> Snapshot:
@@ -245,7 +248,7 @@ def task_states(env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, demo_store):
+def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, demo_store, tmp_path):
     gcs_emulator.create_bucket("composer-env-bucket")
     run = dags_test(
         airflow_env,
@@ -258,15 +261,15 @@ def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, de
     assert run.returncode == 0, log[-5000:]
     assert task_states(airflow_env) == {"sync": "success", "check": "success"}
     published = gcs_emulator.objects("composer-env-bucket", "dags/fleet/")
-    assert len([name for name in published if name.endswith(".py")]) == 28
-    assert "dags/fleet/austin-isd/austin-isd__main.py" in published
+    expected = plan_fleet(demo_store, f"file://{tmp_path / 'empty'}", TEMPLATES).plan.added
+    assert sorted(n.removeprefix("dags/fleet/") for n in published if n.endswith(".py")) == expected
     # the fleet report, beside the manifest, and listed in .airflowignore
     assert published["dags/fleet/fleet-report.html"][1].startswith(b"<!DOCTYPE html>")
     assert b"fleet-report.html" in published["dags/fleet/.airflowignore"][1].splitlines()
     assert "report written: fleet-report.html" in log
     # the plan is readable in the task log, and the tasks ran the deployed package
-    assert "+ austin-isd/austin-isd__main.py" in log
-    assert "Plan: 28 to add, 0 to change, 0 to remove, 0 unchanged; 0 invalid customers" in log
+    assert all(f"+ {path}" in log for path in expected)
+    assert f"Plan: {len(expected)} to add, 0 to change, 0 to remove, 0 unchanged; 0 invalid" in log
     dags = airflow_env["AIRFLOW__CORE__DAGS_FOLDER"]
     assert f"templates {dags}/fleet_templates, composer package {dags}/composer" in log
 
@@ -290,8 +293,9 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
     assert INVALID_LINE in log  # named in the task log: customer, field, reason
     assert "1 invalid customers: dallas-isd" in log
     valid_only = make_store(tmp_path / "valid.db", remove_customer(demo_snapshot, "dallas-isd"))
-    expected = plan_fleet(valid_only, f"file://{tmp_path / 'empty'}", TEMPLATES).plan.added
-    assert len(expected) == 26
+    expected = plan_fleet(valid_only, f"file://{tmp_path / 'empty'}", TEMPLATES).plan
+    assert len(expected.removed_dags) == 0 and len(expected.manifest.customers) == 14
+    expected = expected.added
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == expected
     report = (target / "fleet-report.html").read_text()
     assert "customer dallas-isd, field timezone: unknown IANA timezone" in report
@@ -315,7 +319,8 @@ def test_dags_test_builds_a_large_fleet_in_build_workers(airflow_env, tmp_path):
     assert "building 320 customers in 2 worker processes" in log
     assert "building in one process" not in log
     expected = plan_fleet(store, f"file://{tmp_path / 'empty'}", TEMPLATES, build_jobs=1)
-    assert len(expected.plan.added) == 3 * 320 + len(parents(320))  # + a roll-up per parent
+    dags = sum(len(e.dags) for e in expected.plan.manifest.customers.values())
+    assert dags == 3 * 320 + len(parents(320))  # + a roll-up per parent
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == sorted(
         expected.plan.added
     )
@@ -348,6 +353,6 @@ def test_dags_test_with_fleet_environment_publishes_only_that_share(
     )
 
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
-    published = {p.parent.name for p in targets["west"].rglob("*.py")}
+    published = set(json.loads((targets["west"] / MANIFEST).read_text())["customers"])
     assert published == west and 0 < len(west) < len(builder.customer_ids())
     assert not targets["east"].exists()

@@ -158,7 +158,7 @@ BUILD_EVERY_CUSTOMER = """
     builder = FleetBuilder(snapshot_from_yaml(Path("examples/demo_fleet.yaml")), Path("templates"))
     builds = list(builder.builds())
     print(json.dumps({
-        "files": sum(len(b.files) for b in builds),
+        "dags": sum(len(b.dag_ids) for b in builds),
         "errors": [str(e) for b in builds for e in b.errors],
         "airflow_imported": sorted(m for m in sys.modules if m.split(".")[0] == "airflow")[:5],
     }))
@@ -176,7 +176,7 @@ def test_what_the_parent_warms_is_all_a_build_worker_needs(tmp_path, monkeypatch
     builder = FleetBuilder(demo_snapshot, REPO / "templates")
     BuildRunner(builder)._warm_operator_cache(builder.customer_ids())
     worker_like = _run(BUILD_EVERY_CUSTOMER, tmp_path)
-    assert worker_like["errors"] == [] and worker_like["files"] > 20
+    assert worker_like["errors"] == [] and worker_like["dags"] > 20
     assert worker_like["airflow_imported"] == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -67,7 +68,9 @@ def test_a_sync_with_build_workers_publishes_the_same_files(
         results[jobs] = {
             p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()
         }
-    assert results["1"] == results["2"] and len(results["1"]) > 20
+    assert results["1"] == results["2"]
+    manifest = json.loads(results["1"][Path(".dagfleet-manifest.json")])
+    assert sum(len(e["dags"]) for e in manifest["customers"].values()) > 20
 
 
 def test_a_dead_worker_stops_the_build_with_an_error_instead_of_hanging(

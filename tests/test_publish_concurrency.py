@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,13 +84,14 @@ def test_a_run_planned_before_another_published_cannot_orphan_that_runs_customer
         apply_fleet(stale)
 
     assert {p: (target / p).read_bytes() for p in fleet_files(target)} == before
-    assert "tulsa-ps/tulsa-ps__main.py" in owned(target)
+    assert "tulsa-ps" in json.loads((target / MANIFEST).read_bytes())["customers"]
     code, _out, err = fleet_cli("sync", "--store", new, "--target", f"file://{target}")
     assert code == 0, err
     gone = make_store(tmp_path / "gone.db", remove_customer(onboarded, "tulsa-ps"))
     code, out, err = fleet_cli("sync", "--store", gone, "--target", f"file://{target}")
     assert code == 0, err
-    assert not (target / "tulsa-ps").exists() and "1 removed" in out
+    assert "tulsa-ps" not in json.loads((target / MANIFEST).read_bytes())["customers"]
+    assert b"tulsa-ps" not in (target / "fleet_shard_000.py").read_bytes() and "1 changed" in out
 
 
 def test_a_second_sync_waits_a_bounded_time_then_names_the_holder(tmp_path, demo_store, fleet_cli):
@@ -116,20 +118,20 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, demo_store, fle
     holder.wait()
     code, out, err = fleet_cli("sync", "--store", demo_store, "--target", url, "--lock-wait", "0")
     assert code == 0, err
-    assert "28 added" in out
+    assert "2 added" in out  # one shard file (28 DAGs) and the legacy file
 
 
 def test_a_plan_beside_a_sync_leaves_the_syncs_temp_files_alone(tmp_path, demo_store, fleet_cli):
     target = tmp_path / "dags"
     sync(demo_store, target)
     # what a sync writing right now has on disk: a temp file of a live process
-    in_flight = target / "austin-isd" / f"{TMP_PREFIX}austin-isd__main.py.{os.getpid()}-00ff"
+    in_flight = target / f"{TMP_PREFIX}fleet_shard_000.py.{os.getpid()}-00ff"
     in_flight.write_bytes(b"half a DAG")
     code, out, _ = fleet_cli("plan", "--store", demo_store, "--target", f"file://{target}")
-    assert code == 0 and "0 to add, 0 to change, 0 to remove, 28 unchanged" in out
+    assert code == 0 and "0 to add, 0 to change, 0 to remove, 2 unchanged" in out
     assert in_flight.exists()
     # a sync (listing under the lock) removes only temp files of writers that are gone
-    dead = target / "dallas-isd" / f"{TMP_PREFIX}dallas-isd__main.py.{dead_pid()}-00ff"
+    dead = target / f"{TMP_PREFIX}fleet_shard_001.py.{dead_pid()}-00ff"
     dead.write_bytes(b"half a DAG")
     assert fleet_cli("sync", "--store", demo_store, "--target", f"file://{target}")[0] == 0
     assert in_flight.exists() and not dead.exists()
@@ -237,11 +239,16 @@ def test_a_sigkill_during_apply_leaves_no_partial_file_and_the_next_run_converge
     from composer.pipeline import plan_fleet
 
     store = write_store(tmp_path / "fleet.db", 80)
-    # 3 DAGs a customer plus the parents' roll-ups, as planned into an empty folder.
-    wanted = len(plan_fleet(store, f"file://{tmp_path / 'empty'}", TEMPLATES).plan.added)
+    templates = tmp_path / "templates"  # many small files, so a kill lands mid-apply
+    shutil.copytree(TEMPLATES, templates)
+    settings = templates / "fleet.yaml"
+    settings.write_text(settings.read_text().replace("shards: auto", "shards: 256"))
+    # the shard files that hold the customers, as planned into an empty folder
+    wanted = len(plan_fleet(store, f"file://{tmp_path / 'empty'}", templates).plan.added)
     target = tmp_path / "dags"
     env = {**os.environ, "FLEET_STORE": store, "FLEET_TARGET": f"file://{target}"}
     argv = [sys.executable, "-m", "composer.cli", "sync", "--jobs", "1", "--build-jobs", "1"]
+    argv += ["--templates", str(templates)]
     proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     try:
         while proc.poll() is None and len(fleet_files(target) if target.exists() else ()) < 20:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,16 @@ from composer.plan import MANIFEST
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from composer.targets import ObjectState
 from composer.targets.local import TMP_PREFIX
-from tests.conftest import TEMPLATES, add_customer, make_store, remove_customer, replace_customer
+from tests.conftest import (
+    TEMPLATES,
+    add_customer,
+    customer_part,
+    dag_file,
+    make_store,
+    published,
+    remove_customer,
+    replace_customer,
+)
 
 
 def snapshot_files(root: Path) -> dict[str, bytes]:
@@ -48,7 +58,8 @@ def test_output_is_byte_identical_across_runs(tmp_path, demo_snapshot):
     sync(store, tmp_path / "a")
     sync(store, tmp_path / "b")
     a, b = snapshot_files(tmp_path / "a"), snapshot_files(tmp_path / "b")
-    assert len(a) == 31  # 28 DAG files, the manifest, .airflowignore and the (empty) lock
+    files = published(tmp_path / "a")["files"]
+    assert len(a) == len(files) + 3  # the DAG files, the manifest, .airflowignore, the lock
     assert a == b
 
 
@@ -59,7 +70,8 @@ def test_second_sync_writes_nothing(tmp_path, demo_snapshot):
     before = {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file()}
     fleet_plan, result = sync(store, target)
     assert (result.written, result.deleted) == (0, 0)
-    assert not fleet_plan.plan.has_changes and fleet_plan.plan.unchanged == 28
+    files = len(published(target)["files"])
+    assert not fleet_plan.plan.has_changes and fleet_plan.plan.unchanged == files
     assert {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file()} == before
 
 
@@ -70,13 +82,10 @@ def test_onboarding_a_district_adds_exactly_its_files(tmp_path, demo_snapshot):
     onboarded = add_customer(demo_snapshot, *new_district())
     fleet_plan, _ = sync(make_store(tmp_path / "after.db", onboarded), target)
     after = snapshot_files(target)
-    assert fleet_plan.plan.added == ["tulsa-ps/tulsa-ps__main.py"]
-    assert fleet_plan.plan.changed == [] and fleet_plan.plan.removed == []
-    new = set(after) - set(before)
-    assert new == {"tulsa-ps/tulsa-ps__main.py"}
-    assert {k: v for k, v in after.items() if k in before and k != MANIFEST} == {
-        k: v for k, v in before.items() if k != MANIFEST
-    }
+    shard = dag_file(target, "tulsa-ps")
+    assert fleet_plan.plan.writes == [shard] and fleet_plan.plan.removed == []
+    assert {k for k in after if after[k] != before.get(k)} == {shard, MANIFEST}
+    assert published(target)["customers"]["tulsa-ps"]["dags"] == ["tulsa-ps__main"]
 
 
 def test_off_boarding_prunes_exactly_that_customers_files(tmp_path, demo_snapshot):
@@ -85,17 +94,14 @@ def test_off_boarding_prunes_exactly_that_customers_files(tmp_path, demo_snapsho
     before = snapshot_files(target)
     churned = replace_customer(demo_snapshot, "austin-isd", active=False)
     fleet_plan, result = sync(make_store(tmp_path / "after.db", churned), target)
-    assert sorted(fleet_plan.plan.removed) == [
-        "austin-isd/austin-isd__classroom.py",
-        "austin-isd/austin-isd__main.py",
-        "austin-isd/austin-isd__staar.py",
-    ]
-    assert result.deleted == 3
+    austin = ["austin-isd__classroom", "austin-isd__main", "austin-isd__staar"]
+    assert fleet_plan.plan.removed_dags == austin
     after = snapshot_files(target)
-    assert set(before) - set(after) == set(fleet_plan.plan.removed)
-    assert not (target / "austin-isd").exists()
-    manifest = json.loads(after[MANIFEST])["files"]
-    assert not any(p.startswith("austin-isd/") for p in manifest)
+    changed = {k for k in before if after.get(k) != before[k]} - {MANIFEST}
+    assert changed == set(fleet_plan.plan.writes) | set(fleet_plan.plan.removed)
+    assert len(changed) == 1 and result.written + result.deleted == 1
+    assert b"austin-isd" not in b"".join(after.get(p, b"") for p in changed)
+    assert "austin-isd" not in json.loads(after[MANIFEST])["customers"]
 
 
 def test_emptied_store_is_refused_and_nothing_is_deleted(tmp_path, demo_snapshot, fleet_cli):
@@ -105,7 +111,7 @@ def test_emptied_store_is_refused_and_nothing_is_deleted(tmp_path, demo_snapshot
     empty = make_store(tmp_path / "empty.db", Snapshot())
     code, _out, err = fleet_cli("sync", "--store", empty, "--target", f"file://{target}")
     assert code == 3
-    assert "refusing to remove 28 of 28 owned files" in err
+    assert "refusing to remove 28 of 28 owned DAGs" in err
     assert snapshot_files(target) == before
     with pytest.raises(PruneRefused):
         sync(empty, target)
@@ -121,7 +127,8 @@ def test_force_prune_removes_a_large_share_when_asked(tmp_path, demo_snapshot):
     with pytest.raises(PruneRefused):
         sync(store, target)
     fleet_plan, result = sync(store, target, force_prune=True)
-    assert result.deleted == len(fleet_plan.plan.removed) == 9
+    assert len(fleet_plan.plan.removed_dags) == 9
+    assert result.deleted == len(fleet_plan.plan.removed)
 
 
 def test_files_the_fleet_did_not_write_are_never_touched(tmp_path, demo_snapshot):
@@ -144,15 +151,33 @@ def test_files_the_fleet_did_not_write_are_never_touched(tmp_path, demo_snapshot
     assert ignore[0] == "scratch/" and ".dagfleet-manifest.json" in ignore
 
 
-def test_a_file_in_the_way_is_not_overwritten_and_its_customer_is_reported(tmp_path, demo_snapshot):
+def test_a_file_in_the_way_is_not_overwritten_and_its_customers_are_reported(
+    tmp_path, demo_snapshot
+):
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    settings = templates / "fleet.yaml"
+    settings.write_text(settings.read_text().replace("shards: auto", "shards: 4"))
+    store = make_store(tmp_path / "fleet.db", demo_snapshot)
+
+    def sync_to(target: Path):
+        fleet_plan = plan_fleet(store, f"file://{target}", templates)
+        apply_fleet(fleet_plan)
+        return fleet_plan
+
+    sync_to(tmp_path / "scratch")
+    shard = dag_file(tmp_path / "scratch", "nyc-d02")
+    customers = published(tmp_path / "scratch")["customers"]
+    sharing = sorted(c for c, e in customers.items() if e["file"] == shard)
     target = tmp_path / "dags"
-    (target / "nyc-d02").mkdir(parents=True)
-    (target / "nyc-d02" / "nyc-d02__main.py").write_bytes(b"# hand-written\n")
-    fleet_plan, _ = sync(make_store(tmp_path / "fleet.db", demo_snapshot), target)
-    assert [e.customer_id for e in fleet_plan.errors] == ["nyc-d02"]
+    target.mkdir()
+    (target / shard).write_bytes(b"# hand-written\n")
+    fleet_plan = sync_to(target)
+    assert sorted(e.customer_id for e in fleet_plan.errors) == sharing
     assert "not written by dagfleet" in str(fleet_plan.errors[0])
-    assert (target / "nyc-d02" / "nyc-d02__main.py").read_bytes() == b"# hand-written\n"
-    assert (target / "austin-isd" / "austin-isd__main.py").exists()
+    assert (target / shard).read_bytes() == b"# hand-written\n"
+    others = set(customers) - set(sharing)
+    assert others and set(published(target)["customers"]) == others
 
 
 class CrashingTarget:
@@ -172,7 +197,7 @@ class CrashingTarget:
         return self.inner.write(path, data, expected)
 
 
-@pytest.mark.parametrize("crash_after", [0, 1, 7, 20])
+@pytest.mark.parametrize("crash_after", [0, 1, 2, 3])
 def test_a_crash_mid_sync_leaves_no_half_written_file_and_the_next_run_converges(
     tmp_path, demo_snapshot, crash_after
 ):
@@ -182,9 +207,7 @@ def test_a_crash_mid_sync_leaves_no_half_written_file_and_the_next_run_converges
     fleet_plan.target = CrashingTarget(fleet_plan.target, crash_after)
     with pytest.raises(TargetError):
         apply_fleet(fleet_plan, jobs=1)
-    expected = {
-        f.path: f.content for f in fleet_plan.render(set(fleet_plan.builder.customer_ids()))
-    }
+    expected = {f.path: f.content for f in fleet_plan.render(set(fleet_plan.plan.writes))}
     for path in target.rglob("*.py"):
         assert path.read_bytes() == expected[str(path.relative_to(target))]
     assert not [p for p in target.rglob("*") if p.name.startswith(TMP_PREFIX)]
@@ -199,7 +222,7 @@ def test_a_temp_file_left_by_a_killed_run_is_cleaned_up(tmp_path, demo_snapshot,
     target = tmp_path / "dags"
     store = make_store(tmp_path / "fleet.db", demo_snapshot)
     sync(store, target)
-    leftover = target / "austin-isd" / f"{TMP_PREFIX}abc123"
+    leftover = target / f"{TMP_PREFIX}abc123"
     leftover.write_bytes(b"half a DAG")
     assert fleet_cli("sync", "--store", store, "--target", f"file://{target}")[0] == 0
     assert not leftover.exists()
@@ -208,29 +231,26 @@ def test_a_temp_file_left_by_a_killed_run_is_cleaned_up(tmp_path, demo_snapshot,
 def test_an_invalid_customers_published_files_stay_untouched(tmp_path, demo_snapshot):
     target = tmp_path / "dags"
     sync(make_store(tmp_path / "good.db", demo_snapshot), target)
-    before = snapshot_files(target)
+    before_part = customer_part(target, "denver-public")
     broken = replace_customer(demo_snapshot, "denver-public", timezone="Mars/Olympus_Mons")
     fleet_plan, _ = sync(make_store(tmp_path / "bad.db", broken), target)
     assert [str(e) for e in fleet_plan.errors] == [
         "customer denver-public, field timezone: unknown IANA timezone 'Mars/Olympus_Mons'"
     ]
-    after = snapshot_files(target)
-    assert {k: v for k, v in after.items() if k.startswith("denver-public/")} == {
-        k: v for k, v in before.items() if k.startswith("denver-public/")
-    }
-    assert "denver-public/denver-public__main.py" in json.loads(after[MANIFEST])["files"]
+    assert customer_part(target, "denver-public") == before_part
+    assert "denver-public" in published(target)["customers"]
 
 
 def test_unchanged_customer_keeps_its_stagger_when_others_come_and_go(tmp_path, demo_snapshot):
     target = tmp_path / "dags"
     sync(make_store(tmp_path / "a.db", demo_snapshot), target)
-    austin = (target / "austin-isd" / "austin-isd__main.py").read_bytes()
+    austin = customer_part(target, "austin-isd")
     crowded = demo_snapshot
     for n in range(30):
         crowded = add_customer(crowded, *new_district(f"chicago-{n:02d}"))
     crowded = remove_customer(crowded, "dallas-isd")
     sync(make_store(tmp_path / "b.db", crowded), target)
-    assert (target / "austin-isd" / "austin-isd__main.py").read_bytes() == austin
+    assert customer_part(target, "austin-isd") == austin
 
 
 def test_spanner_style_json_key_order_does_not_change_the_output(tmp_path, demo_snapshot):
@@ -254,23 +274,3 @@ def test_spanner_style_json_key_order_does_not_change_the_output(tmp_path, demo_
     sync(make_store(tmp_path / "a.db", demo_snapshot), tmp_path / "a")
     sync(make_store(tmp_path / "b.db", shuffled), tmp_path / "b")
     assert snapshot_files(tmp_path / "a") == snapshot_files(tmp_path / "b")
-
-
-def test_files_rendered_again_after_planning_match_the_ones_kept_from_planning(
-    tmp_path, demo_snapshot, monkeypatch
-):
-    """Applying reuses what planning rendered while it fits a memory budget and renders
-    the rest again: both ways must publish the same bytes."""
-    import composer.pipeline
-
-    store = make_store(tmp_path / "fleet.db", demo_snapshot)
-    kept_plan, _ = sync(store, tmp_path / "kept")
-    assert set(kept_plan.kept) == set(kept_plan.builder.customer_ids())
-    monkeypatch.setattr(composer.pipeline, "KEEP_BUDGET_BYTES", 3_000)
-    partial_plan, _ = sync(store, tmp_path / "partial")
-    assert 0 < len(partial_plan.kept) < len(kept_plan.kept)
-    monkeypatch.setattr(composer.pipeline, "KEEP_BUDGET_BYTES", 0)
-    rebuilt_plan, _ = sync(store, tmp_path / "rebuilt")
-    assert rebuilt_plan.kept == {}
-    kept = snapshot_files(tmp_path / "kept")
-    assert kept == snapshot_files(tmp_path / "partial") == snapshot_files(tmp_path / "rebuilt")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import replace
 from functools import cache
@@ -71,7 +72,7 @@ def demo_plan(tmp_path_factory, demo_snapshot: Snapshot):
     page_from_full_build = report_html(first, MONDAY)
     apply_fleet(first)
     again = plan_fleet(store, target, TEMPLATES)
-    assert not again.plan.has_changes and not again.kept  # nobody was rebuilt
+    assert not again.plan.has_changes and not again.plan.contents  # nobody was rebuilt
     return again, root / "dags", page_from_full_build
 
 
@@ -120,9 +121,13 @@ def test_demo_counts_equal_the_timetables_of_the_dags_airflow_imports(demo_plan)
     assert figures.charts[0].busiest[0].starts == max(figures.charts[0].totals) < 6
 
 
-def _schedule_and_tags(source: bytes) -> tuple[str, str, tuple[str, ...]]:
-    """The CronTriggerTimetable(...) arguments and template tags of a generated file."""
-    tree = ast.parse(source)
+def _builders(source: bytes) -> dict[str, ast.FunctionDef]:
+    """The DAG builder functions of a generated shard file (composer/layout.py), by name."""
+    return {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+
+
+def _schedule_and_tags(tree: ast.AST) -> tuple[str, str, tuple[str, ...]]:
+    """The CronTriggerTimetable(...) arguments and template tags of a generated DAG."""
     cron = timezone = None
     templates: tuple[str, ...] = ()
     for node in ast.walk(tree):
@@ -145,16 +150,17 @@ def test_2000_customer_counts_equal_the_schedules_in_the_generated_files(tmp_pat
     store = write_store(tmp_path / "fleet.db", 2000)
     fleet_plan = plan_fleet(store, f"file://{tmp_path}/dags", TEMPLATES)
     assert fleet_plan.errors == []
-    files = [f for packed in fleet_plan.kept.values() for f in packed]
-    rollups = [f for f in files if f.path.endswith("__rollup.py")]  # started by assets
-    assert len(files) - len(rollups) == 6000 and rollups  # every file was built and kept
-    dags = [_schedule_and_tags(f.content) for f in files if f not in rollups]
+    files = [zlib.decompress(packed) for packed in fleet_plan.plan.contents.values()]
+    builders = {name: f for content in files for name, f in _builders(content).items()}
+    rollups = [name for name in builders if "__rollup" in name]  # started by assets
+    assert len(builders) - len(rollups) == 6000 and rollups  # every DAG was built
+    dags = [_schedule_and_tags(f) for name, f in builders.items() if name not in rollups]
 
     figures = compute(facts(fleet_plan, MONDAY))
 
     want = expected_slots(dags, MONDAY)
     assert chart_counts(figures.charts[0]) == want
-    assert figures.environments[0].dags == len(files) and figures.districts == 2000
+    assert figures.environments[0].dags == len(builders) and figures.districts == 2000
     assert len(figures.uncharted) == len(rollups)
     by_template = Counter()
     for _, _, templates in dags:

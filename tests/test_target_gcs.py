@@ -25,7 +25,13 @@ from composer.store import Snapshot
 from composer.targets import open_target
 from composer.targets.gcs import GcsTarget, md5_hex, parse_gs_url
 from composer.targets.lock import LOCK_FILE
-from tests.conftest import TEMPLATES, make_store, remove_customer, replace_customer
+from tests.conftest import (
+    TEMPLATES,
+    dag_file,
+    make_store,
+    remove_customer,
+    replace_customer,
+)
 from tests.gcs_emulator import GcsEmulator, GenerationGate
 
 PREFIX = "dags/fleet"
@@ -199,7 +205,7 @@ def test_every_write_and_delete_of_a_sync_carries_a_precondition(
 
     writes = [c for c in gate.calls if c.method == "write"]
     deletes = [c for c in gate.calls if c.method == "delete"]
-    assert len(deletes) == 2  # dallas-isd's two files
+    assert deletes == []  # dallas-isd's DAGs leave by a rewrite of the file it shared
     assert all(c.if_generation_match is not None and c.status == 200 for c in gate.calls)
     assert {c.if_generation_match for c in writes if c.name.endswith(".py")} != {0}  # updates too
 
@@ -305,8 +311,10 @@ def test_demo_fleet_is_published_under_customer_folders_as_locally(
 
     published = {path: data for path, (_, data) in fleet_objects(gcs_emulator, bucket).items()}
     assert published == local_files(tmp_path / "local")  # same paths, same bytes
-    assert "austin-isd/austin-isd__main.py" in published
-    assert all(p.count("/") == 1 for p in published if p.endswith(".py"))  # <customer>/<file>
+    assert dag_file(tmp_path / "local", "austin-isd") in published
+    assert all(
+        p.startswith("fleet_shard_") for p in published if p.endswith(".py") and "/" not in p
+    )
 
 
 def test_second_sync_rewrites_no_object(demo_store, gcs_emulator, bucket, fleet_cli):
@@ -317,7 +325,7 @@ def test_second_sync_rewrites_no_object(demo_store, gcs_emulator, bucket, fleet_
     code, out, _ = fleet_cli("sync", "--store", demo_store, "--target", url)
 
     assert code == 0
-    assert "0 added, 0 changed, 0 removed, 28 unchanged" in out
+    assert "0 added, 0 changed, 0 removed, " in out
     assert gcs_emulator.objects(bucket) == before  # same generations: nothing rewritten
 
 
@@ -341,12 +349,11 @@ def test_offboarding_deletes_exactly_that_customers_objects(
 
     assert code == 0, out
     now = gcs_emulator.objects(bucket)
-    assert set(before) - set(now) == {
-        f"{PREFIX}/dallas-isd/dallas-isd__main.py",
-        f"{PREFIX}/dallas-isd/dallas-isd__staar.py",
-    }
-    untouched = {n: s for n, s in before.items() if n in now and not n.endswith(MANIFEST)}
-    assert untouched == {n: now[n] for n in untouched}  # same generations
+    rewritten = {n for n in before if now.get(n) != before[n] and not n.endswith(MANIFEST)}
+    assert len(rewritten) == 1  # dallas-isd's shard file: rewritten without it, or deleted
+    (name,) = rewritten
+    assert name not in now or b"dallas-isd" not in now[name][1]
+    assert b"dallas-isd" in before[name][1]
     assert {n: now[n][1] for n in FOREIGN} == FOREIGN
 
 
@@ -387,7 +394,7 @@ def test_emptied_store_is_refused_and_nothing_is_deleted(
     )
 
     assert code == 3
-    assert "refusing to remove 28 of 28 owned files" in err
+    assert "refusing to remove 28 of 28 owned DAGs" in err
     assert gcs_emulator.objects(bucket) == before
 
 
@@ -416,13 +423,16 @@ def pool_warnings():
 
 
 def test_sync_uploads_in_parallel_over_reused_connections(
-    demo_store, bucket, gate, fleet_cli, pool_warnings
+    tmp_path, bucket, gate, fleet_cli, pool_warnings
 ):
     """publish's thread pool really uploads 16 files at once through one shared client,
     whose connection pool keeps every connection (none opened per file)."""
+    from bench.fleetgen import write_store
+
+    store = write_store(tmp_path / "fleet.db", 300)  # enough customers for every shard file
     gate.hold_uploads(16, match=lambda name: name.endswith(".py"))
     code, out, _ = fleet_cli(
-        "sync", "--store", demo_store, "--target", f"gs://{bucket}/{PREFIX}", "--jobs", "16"
+        "sync", "--store", store, "--target", f"gs://{bucket}/{PREFIX}", "--jobs", "16"
     )
     assert code == 0, out
     assert gate.peak_in_flight >= 16

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import tempfile
 import uuid
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from composer import layout
 from composer.build import FleetBuilder
 from composer.inert import SAFE_MACRO
 from composer.params import looks_like_credential
@@ -191,26 +193,45 @@ def dagbag_of(files: dict[str, bytes]):
 
 
 def assert_calls_only_what_the_renderer_imported(source: str) -> None:
-    """Structural proof, without running anything: the only calls in the file are to
-    the names its own `from ... import` lines bound (operators, DAG, TaskGroup, the
-    timetable) and pendulum.datetime; every other expression is a literal."""
-    tree = ast.parse(source)
-    imported = {
-        alias.asname or alias.name
-        for node in tree.body
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            func = node.func
-            if isinstance(func, ast.Attribute):
-                assert (ast.unparse(func.value), func.attr) == ("pendulum", "datetime")
-            else:
-                assert isinstance(func, ast.Name) and func.id in imported, ast.unparse(node)
-        assert not isinstance(
-            node, ast.Lambda | ast.JoinedStr | ast.Subscript | ast.Starred | ast.NamedExpr
-        ), ast.unparse(node)
+    """Structural proof, without running anything: the file is the layout's fixed header
+    and footer around parts that hold only builder functions and their `DAGS['<dag_id>']
+    = <builder>` lines; in a builder, the only calls are to the names its own
+    `from ... import` lines bound (operators, DAG, TaskGroup, the timetable) and
+    pendulum.datetime; every other expression is a literal."""
+    header, footer = layout.module(["\x00"], 3).split("\x00")
+    # The header also imports (names no object) the Airflow modules the builders use.
+    pre_imports = re.compile(r"^import airflow\.[\w.]+  # noqa: F401\n", re.MULTILINE)
+    source = pre_imports.sub("", source)
+    assert source.startswith(header) and source.endswith(footer)
+    tree = ast.parse(source[len(header) : len(source) - len(footer)])
+    builders = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    names = {f.name for f in builders}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            continue
+        assert isinstance(node, ast.Assign), ast.unparse(node)
+        (target,) = node.targets
+        assert isinstance(target, ast.Subscript) and ast.unparse(target.value) == "DAGS"
+        assert isinstance(target.slice, ast.Constant) and isinstance(target.slice.value, str)
+        assert isinstance(node.value, ast.Name) and node.value.id in names
+    for builder in builders:
+        assert not builder.args.args and ast.unparse(builder.body[-1]) == "return dag"
+        imported = {
+            alias.asname or alias.name
+            for node in builder.body
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        for node in ast.walk(builder):
+            if isinstance(node, ast.Call):
+                func = node.func
+                if isinstance(func, ast.Attribute):
+                    assert (ast.unparse(func.value), func.attr) == ("pendulum", "datetime")
+                else:
+                    assert isinstance(func, ast.Name) and func.id in imported, ast.unparse(node)
+            assert not isinstance(
+                node, ast.Lambda | ast.JoinedStr | ast.Subscript | ast.Starred | ast.NamedExpr
+            ), ast.unparse(node)
 
 
 def at_run_time(value: object, context: dict) -> object:

@@ -29,7 +29,8 @@ REFUSED = {
             BAD,
             "grades",
             "task_overrides.load_staging.args.pool_slots",
-            f"{BAD}/{BAD}__main.py: Airflow refuses the file: ValueError: pool slots for "
+            f"fleet_shard_000.py ({BAD}'s part, DAG {BAD}__main): Airflow refuses the file: "
+            "ValueError: pool slots for "
             f"grades.load_staging in dag {BAD}__main cannot be less than 1",
         ),
     ),
@@ -69,8 +70,8 @@ def test_an_override_airflow_refuses_sets_its_customer_aside_with_airflows_messa
     target = tmp_path / "dags"
     bag = dagbag_of(target)
     assert bag.import_errors == {}
-    published = [p for p in outcome.files if p.endswith(".py")]
-    assert len(bag.dag_ids) == len(published) > 20
+    published = sorted(d for e in outcome.manifest.values() for d in e["dags"])
+    assert len(bag.dag_ids) == len(published) > 20  # a legacy file: one DAG, by its path
 
 
 def _broken_demo(demo_snapshot):
@@ -100,7 +101,7 @@ def test_build_workers_and_one_process_verify_alike(demo_snapshot, templates_dir
             builds = list(runner.builds(ids, verify_against={}))  # an empty target
             assert len(runner._workers) == (2 if jobs == 2 else 0)
         results[jobs] = (
-            {f.path: f.content for b in builds for f in b.files},
+            {(f.customer_id, f.path): f.content for b in builds for f in b.files},
             [str(e) for b in builds for e in b.errors],
             builder.invalid,
         )
@@ -109,7 +110,8 @@ def test_build_workers_and_one_process_verify_alike(demo_snapshot, templates_dir
     assert invalid == {"houston-isd", "denver-public"}
     assert len(errors) == 2 and "cannot be less than 1" in errors[1]
     assert "'doc_md' for task 'load_coursework' expects" in errors[0]
-    assert len(files) > 20 and not any(p.startswith(("houston-isd/", "denver")) for p in files)
+    owners = {customer for customer, _path in files}
+    assert len(owners) > 10 and not owners & {"houston-isd", "denver-public"}
 
 
 def test_a_sync_that_writes_nothing_verifies_nothing(
@@ -154,7 +156,7 @@ def test_a_sync_that_writes_nothing_verifies_nothing(
 
 def _houston_main(demo_snapshot, templates_dir):
     builder = FleetBuilder(demo_snapshot, templates_dir)
-    return next(f for f in builder.build("houston-isd").files if f.path.endswith("__main.py"))
+    return next(f for f in builder.build("houston-isd").files if f.part)
 
 
 def test_callbacks_are_imported_from_what_deploy_ships_not_from_the_checkout(
@@ -240,24 +242,26 @@ def test_target2_files_are_verified_by_airflow_2_11_given_its_python(
     assert len(lines) == 2, err
     assert lines[0].startswith(
         "error: customer denver-public, integration classroom, field "
-        "task_overrides.load_coursework.args.doc_md: denver-public/"
-        "denver-public__classroom.py: Airflow refuses the file: "
+        "task_overrides.load_coursework.args.doc_md: fleet_shard_"
+    )
+    assert (
+        "(denver-public's part, DAG denver-public__classroom): Airflow refuses the file: "
+        in (lines[0])
     )
     assert "'doc_md' has an invalid type <class 'int'>" in lines[0]
     assert lines[1].startswith(
         "error: customer houston-isd, integration grades, field "
-        "task_overrides.load_staging.args.pool_slots: houston-isd/houston-isd__main.py: "
+        "task_overrides.load_staging.args.pool_slots: fleet_shard_"
     )
+    assert "(houston-isd's part, DAG houston-isd__main): Airflow refuses the file: " in lines[1]
     assert "cannot be less than 1" in lines[1]
-    published = sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py"))
-    assert published and not any(
-        p.startswith(("houston-isd/", "denver-public/")) for p in published
-    )
+    published = json.loads((target / MANIFEST).read_text())["customers"]
+    assert published and not {"houston-isd", "denver-public"} & set(published)
     home = tmp_path / "home2"
     home.mkdir()
     report = run_report(airflow2.python, [target], airflow2.environ(home), home)[str(target)]
     assert report["import_errors"] == {}
-    assert len(report["dag_ids"]) == len(published)
+    assert len(report["dag_ids"]) == sum(len(e["dags"]) for e in published.values())
 
 
 def test_a_no_op_sync_imports_no_airflow(tmp_path, demo_snapshot):

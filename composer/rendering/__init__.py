@@ -1,5 +1,5 @@
-"""Rendering: DagSpec -> the Python source of one static DAG file."""
+"""Rendering: DagSpec -> Python source (a file of its own, or a builder function)."""
 
-from composer.rendering.dagfile import render_dag
+from composer.rendering.dagfile import builder_name, render_builder, render_dag
 
-__all__ = ["render_dag"]
+__all__ = ["builder_name", "render_builder", "render_dag"]

@@ -1,0 +1,197 @@
+"""The file layout (composer/layout.py): several customers a file, never a customer split
+over files, a worker building only its DAG, one shard rewritten per change, invalid
+customers' parts kept byte for byte, and the prune guard counting DAGs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from composer import layout
+from composer.errors import PruneRefused
+from composer.pipeline import apply_fleet, plan_fleet
+from composer.plan import MANIFEST
+from composer.rendering import render_dag
+from tests.conftest import (
+    TEMPLATES,
+    add_customer,
+    customer_part,
+    dag_file,
+    make_store,
+    published,
+    remove_customer,
+    replace_customer,
+)
+from tests.test_publish_local import new_district, snapshot_files
+
+
+def templates_with(tmp_path: Path, shards: int | str) -> Path:
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates, dirs_exist_ok=True)
+    settings = templates / "fleet.yaml"
+    settings.write_text(settings.read_text().replace("shards: auto", f"shards: {shards}"))
+    return templates
+
+
+def sync(store: str, target: Path, templates: Path = TEMPLATES, **kwargs):
+    fleet_plan = plan_fleet(store, f"file://{target}", templates, **kwargs)
+    return fleet_plan, apply_fleet(fleet_plan, force_prune=kwargs.get("force_prune", False))
+
+
+def test_each_customers_dags_are_in_exactly_one_file_shared_with_other_customers(
+    tmp_path, demo_snapshot
+):
+    templates = templates_with(tmp_path, 4)
+    target = tmp_path / "dags"
+    sync(make_store(tmp_path / "fleet.db", demo_snapshot), target, templates)
+    customers = published(target)["customers"]
+    tables: dict[str, str] = {}  # dag_id -> the file whose DAGS table builds it
+    for path in target.glob("fleet_shard_*.py"):
+        for customer_id, part in layout.split(path.read_bytes()).items():
+            assert customers[customer_id]["file"] == path.name
+            for line in part.splitlines():
+                if line.startswith("DAGS["):
+                    dag_id = line.split("'")[1]
+                    assert dag_id not in tables, f"{dag_id} is built by two files"
+                    tables[dag_id] = path.name
+    generated = {d for e in customers.values() for d in e["dags"] if "/" not in d}
+    assert set(tables) == generated
+    assert len(set(tables.values())) <= 4 < len({c for c, e in customers.items() if e["file"]})
+    # an org tree shares a file: the roll-up parent and its descendants
+    assert (
+        len({dag_file(target, c) for c in ("cascade-esd", "cascade-north", "cascade-south")}) == 1
+    )
+
+
+@pytest.mark.airflow
+def test_the_parsing_context_builds_only_the_dag_a_worker_asks_for(
+    tmp_path, demo_snapshot, monkeypatch
+):
+    from airflow.dag_processing.dagbag import DagBag
+
+    target = tmp_path / "dags"
+    sync(make_store(tmp_path / "fleet.db", demo_snapshot), target)
+    shard = target / dag_file(target, "austin-isd")
+    everyone = DagBag(dag_folder=str(shard), safe_mode=False)
+    assert everyone.import_errors == {} and len(everyone.dags) > 3
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "austin-isd__staar")
+    one = DagBag(dag_folder=str(shard), safe_mode=False)
+    assert one.import_errors == {} and list(one.dags) == ["austin-isd__staar"]
+    # the same DAG as when every DAG of the file is built
+    assert one.dags["austin-isd__staar"].task_ids == everyone.dags["austin-isd__staar"].task_ids
+
+
+def test_onboarding_rewrites_one_shard_and_no_other_customers_bytes(tmp_path, demo_snapshot):
+    templates = templates_with(tmp_path, 4)
+    target = tmp_path / "dags"
+    sync(make_store(tmp_path / "a.db", demo_snapshot), target, templates)
+    before = snapshot_files(target)
+    parts = {
+        c: customer_part(target, c)
+        for c in published(target)["customers"]
+        if c != "lincoln-unified"
+    }
+    onboarded = add_customer(demo_snapshot, *new_district())
+    fleet_plan, result = sync(make_store(tmp_path / "b.db", onboarded), target, templates)
+    shard = dag_file(target, "tulsa-ps")
+    assert fleet_plan.plan.writes == [shard] and result.written == 1
+    after = snapshot_files(target)
+    assert {p for p in after if after[p] != before.get(p)} == {shard, MANIFEST}
+    assert {c: customer_part(target, c) for c in parts} == parts
+    # the new file is the old one with tulsa-ps's part added, in customer order
+    if shard in before:
+        old = layout.split(before[shard])
+        new = layout.split(after[shard])
+        assert {c: p for c, p in new.items() if c != "tulsa-ps"} == old
+
+
+def test_an_invalid_customer_keeps_its_part_byte_exact_when_its_file_is_rewritten(
+    tmp_path, demo_snapshot
+):
+    target = tmp_path / "dags"
+    sync(make_store(tmp_path / "a.db", demo_snapshot), target, templates_with(tmp_path, 1))
+    denver = customer_part(target, "denver-public")
+    entry = published(target)["customers"]["denver-public"]
+    broken = replace_customer(demo_snapshot, "denver-public", timezone="Mars/Olympus_Mons")
+    renamed = replace_customer(broken, "nyc-d02", name="NYC District 2")  # same (only) file
+    fleet_plan, _ = sync(
+        make_store(tmp_path / "b.db", renamed), target, templates_with(tmp_path, 1)
+    )
+    assert [e.customer_id for e in fleet_plan.errors] == ["denver-public"]
+    assert fleet_plan.plan.changed == [entry["file"]]  # rewritten for nyc-d02
+    assert customer_part(target, "denver-public") == denver
+    assert published(target)["customers"]["denver-public"] == entry
+    assert "NYC District 2" in customer_part(target, "nyc-d02")
+
+
+def test_the_prune_guard_counts_dags_even_when_no_file_is_deleted(tmp_path, demo_snapshot):
+    target = tmp_path / "dags"
+    templates = templates_with(tmp_path, 1)
+    sync(make_store(tmp_path / "a.db", demo_snapshot), target, templates)
+    smaller = demo_snapshot
+    for customer_id in ("austin-isd", "dallas-isd", "houston-isd"):  # 3 + 2 + 2 DAGs of 28
+        smaller = remove_customer(smaller, customer_id)
+    store = make_store(tmp_path / "b.db", smaller)
+    fleet_plan = plan_fleet(store, f"file://{target}", templates)
+    assert fleet_plan.plan.removed == [] and len(fleet_plan.plan.removed_dags) == 7
+    before = snapshot_files(target)
+    with pytest.raises(PruneRefused, match="refusing to remove 7 of 28 owned DAGs"):
+        apply_fleet(fleet_plan)
+    assert snapshot_files(target) == before
+    sync(store, target, templates, force_prune=True)
+    assert "austin-isd" not in published(target)["customers"]
+
+
+def test_a_fleet_published_one_file_per_dag_moves_to_shards_without_tripping_the_guard(
+    tmp_path, demo_snapshot
+):
+    """A target written by dagfleet before shard files (manifest version 2)."""
+    target = tmp_path / "dags"
+    store = make_store(tmp_path / "fleet.db", demo_snapshot)
+    sync(store, tmp_path / "scratch")
+    old_files, old_md5 = {}, {}
+    from composer.build import FleetBuilder
+    from composer.store import open_store
+
+    builder = FleetBuilder(open_store(store).read_snapshot(), TEMPLATES)
+    for customer_id in builder.customer_ids():
+        specs, _ = builder.composer.compose(builder.fleet.customers[customer_id])
+        for spec in specs:
+            path = f"{customer_id}/{spec.dag_id}.py"
+            (target / customer_id).mkdir(parents=True, exist_ok=True)
+            (target / path).write_text(render_dag(spec))
+            old_files[path], old_md5[path] = customer_id, ""
+    version2 = {"generator": "dagfleet", "version": 2, "files": old_files, "md5": old_md5}
+    (target / MANIFEST).write_text(json.dumps(version2))
+    fleet_plan, _ = sync(store, target)
+    assert fleet_plan.errors == [] and not fleet_plan.plan.prune_refused
+    assert fleet_plan.plan.removed_dags == []
+    assert sorted(fleet_plan.plan.removed) == sorted(old_files)
+    assert not [p for p in target.rglob("*.py") if p.parent != target and "legacy" not in p.name]
+    assert snapshot_files(target) == snapshot_files(tmp_path / "scratch")
+
+
+def test_auto_shard_count_keeps_its_count_until_the_fleet_halves_or_doubles():
+    assert layout.shard_count(15, None) == 1
+    assert layout.shard_count(1000, None) == 64  # ~16 customers a file
+    assert layout.shard_count(10_000, None) == 512
+    assert layout.shard_count(1001, 64) == layout.shard_count(999, 64) == 64
+    assert layout.shard_count(2048, 64) == 64 and layout.shard_count(2049, 64) == 128
+    assert layout.shard_count(511, 64) == 32 and layout.shard_count(512, 64) == 64
+    # after a change the fleet sits mid-window, so one customer more or less never flips it
+    assert layout.shard_count(2048, 128) == layout.shard_count(2050, 128) == 128
+
+
+def test_the_airflow_2_target_imports_the_parsing_context_from_airflow_2(tmp_path, demo_snapshot):
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    settings = templates / "fleet.yaml"
+    settings.write_text(settings.read_text().replace("airflow_target: 3", "airflow_target: 2"))
+    target = tmp_path / "dags"
+    sync(make_store(tmp_path / "fleet.db", demo_snapshot), target, templates)
+    text = (target / dag_file(target, "austin-isd")).read_text()
+    assert "from airflow.utils.dag_parsing_context import get_parsing_context\n" in text
+    assert "airflow.sdk" not in text

@@ -1,0 +1,101 @@
+"""Verification with shard files (composer/verify.py, composer/layout.py): each rebuilt
+customer's part is imported by Airflow as a module of its own, header + part + footer,
+which is exactly what ships; one customer's refusal sets only that customer aside, even
+when its shard file is rewritten for another customer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from composer import layout
+from composer.pipeline import apply_fleet, plan_fleet
+from composer.verify import Verifier
+from tests.conftest import TEMPLATES, customer_part, make_store, published, replace_integration
+
+
+def _one_shard(tmp_path: Path) -> Path:
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    settings = templates / "fleet.yaml"
+    settings.write_text(settings.read_text().replace("shards: auto", "shards: 1"))
+    return templates
+
+
+def _sync(tmp_path: Path, snapshot, target: Path, templates: Path, name: str):
+    store = make_store(tmp_path / f"{name}.db", snapshot)
+    fleet_plan = plan_fleet(store, f"file://{target}", templates, build_jobs=1)
+    apply_fleet(fleet_plan)
+    return fleet_plan
+
+
+def _spy(monkeypatch) -> list[tuple[str, bytes]]:
+    """Every (path, content) handed to the real verifier."""
+    seen: list[tuple[str, bytes]] = []
+    real = Verifier.verify
+
+    def verify(self, files):
+        seen.extend(files)
+        return real(self, files)
+
+    monkeypatch.setattr(Verifier, "verify", verify)
+    return seen
+
+
+def test_only_the_rebuilt_customers_part_is_verified_as_the_module_that_ships(
+    tmp_path, demo_snapshot, monkeypatch
+):
+    templates = _one_shard(tmp_path)
+    target = tmp_path / "dags"
+    _sync(tmp_path, demo_snapshot, target, templates, "before")
+    seen = _spy(monkeypatch)
+    changed = replace_integration(
+        demo_snapshot,
+        "houston-isd",
+        "grades",
+        task_overrides='{"load_staging": {"args": {"pool_slots": 2}}}',
+    )
+    fleet_plan = _sync(tmp_path, changed, target, templates, "after")
+    assert fleet_plan.errors == [] and fleet_plan.plan.changed == ["fleet_shard_000.py"]
+    # one customer rebuilt with a new part: one import, of its part alone
+    assert [path for path, _ in seen] == ["houston-isd/fleet_shard_000.py"]
+    verified = seen[0][1].decode()
+    assert list(layout.split(verified)) == ["houston-isd"]
+    part = customer_part(target, "houston-isd")
+    assert "pool_slots=2" in part
+    assert verified == layout.module([part], 3)  # header + the published part + footer
+
+
+def test_a_refused_part_sets_aside_only_its_customer_in_a_rewritten_shared_file(
+    tmp_path, demo_snapshot, monkeypatch
+):
+    templates = _one_shard(tmp_path)
+    target = tmp_path / "dags"
+    _sync(tmp_path, demo_snapshot, target, templates, "before")
+    houston_before = customer_part(target, "houston-isd")
+    seen = _spy(monkeypatch)
+    broken = replace_integration(
+        demo_snapshot,
+        "houston-isd",
+        "grades",
+        task_overrides='{"load_staging": {"args": {"pool_slots": 0}}}',
+    )
+    both = replace_integration(
+        broken,
+        "austin-isd",
+        "grades",
+        task_overrides='{"load_staging": {"args": {"pool_slots": 3}}}',
+    )
+    fleet_plan = _sync(tmp_path, both, target, templates, "after")
+    assert sorted(p for p, _ in seen) == [
+        "austin-isd/fleet_shard_000.py",
+        "houston-isd/fleet_shard_000.py",
+    ]
+    assert [(e.customer_id, e.integration_id, e.field) for e in fleet_plan.errors] == [
+        ("houston-isd", "grades", "task_overrides.load_staging.args.pool_slots")
+    ]
+    assert "(houston-isd's part, DAG houston-isd__main)" in fleet_plan.errors[0].message
+    # the shared file was rewritten for austin-isd; houston-isd's last good part is in it
+    assert "pool_slots=3" in customer_part(target, "austin-isd")
+    assert customer_part(target, "houston-isd") == houston_before
+    assert published(target)["customers"]["houston-isd"]["dags"]
