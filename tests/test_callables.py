@@ -17,15 +17,24 @@ from pathlib import Path
 
 import pytest
 
-from composer import callables_lib
+from composer import callables_lib, layout
 from composer.build import FleetBuilder
+from composer.rendering import builder_name
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from tests.airflow2_env import REPO
-from tests.conftest import make_store
+from tests.conftest import customer_part, make_store
 from tests.examples import example_snapshot, example_templates
 
 EXAMPLE = "callables_timetables"
 PYTHON_OP = "airflow.providers.standard.operators.python.PythonOperator"
+
+
+def builder_source(text: str, dag_id: str) -> str:
+    """The builder function of `dag_id` in a customer's part or a shard file: that DAG's
+    source alone, not its neighbours'."""
+    name = builder_name(dag_id)
+    start = text.index(f"\ndef {name}():\n") + 1
+    return text[start : text.index(f"\nDAGS[{dag_id!r}] = {name}\n", start)]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,7 @@ def test_python_callables_are_the_real_allow_listed_functions(bag):
 
 
 def test_a_python_callable_is_written_as_an_import_never_as_a_string(dags: Path):
-    source = (dags / "maple-sd" / "maple-sd__on_demand.py").read_text()
+    source = builder_source(customer_part(dags, "maple-sd"), "maple-sd__on_demand")
     assert "from composer.callables_lib import choose_by_weekday, is_school_day, record_run" in (
         source
     )
@@ -323,7 +332,9 @@ def test_any_argument_annotated_as_callable_takes_an_allow_listed_callable(tmp_p
     builder = FleetBuilder(_row(template="fresh_export"), templates)
     build = builder.build("oak-sd")
     assert [str(e) for e in build.errors] == []
-    source = next(f.content.decode() for f in build.files if f.path.endswith("__main.py"))
+    assert build.dag_ids == ["oak-sd__main"]
+    (shard,) = [f for f in build.files if f.path.startswith("fleet_shard_")]
+    source = builder_source(layout.split(shard.content)["oak-sd"], "oak-sd__main")
     assert "from composer.callables_lib import" in source and "ts_func=run_moment" in source
 
 

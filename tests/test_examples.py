@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.airflow2_env import dagbag_report
-from tests.conftest import make_store
+from tests.conftest import make_store, published
 from tests.examples import example_names, example_snapshot, example_templates
 
 NAMES = example_names()
@@ -28,11 +28,29 @@ def test_the_example_fleet_builds_and_every_file_imports_in_airflow(name, tmp_pa
     )
 
     assert code == 0, err
-    files = sorted(p.relative_to(dags) for p in dags.rglob("*.py"))
+    files = sorted(str(p.relative_to(dags)) for p in dags.rglob("*.py"))
     assert files, out
     report = dagbag_report(dags)
     assert report["import_errors"] == {}
-    assert len(report["dag_ids"]) == len(files)
+    # Every DAG the manifest lists is built, from the shard file it names; every other
+    # DAG comes from a legacy file; every file on disk is published and yields a DAG.
+    manifest = published(dags)
+    generated = {
+        dag_id: entry["file"]
+        for entry in manifest["customers"].values()
+        for dag_id in entry["dags"]
+    }
+    legacy = {
+        f"{cid}/{name}"
+        for cid, entry in manifest["customers"].items()
+        for name in entry.get("legacy", [])
+    }
+    assert generated, out
+    assert {d: report["files"][d] for d in generated if d in report["files"]} == generated
+    others = {d: f for d, f in report["files"].items() if d not in generated}
+    assert set(others.values()) <= legacy
+    assert sorted(set(manifest["files"]) | legacy) == files
+    assert set(report["files"].values()) == set(files)
 
 
 @pytest.mark.parametrize("name", NAMES)

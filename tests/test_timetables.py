@@ -14,17 +14,27 @@ from pathlib import Path
 
 import pytest
 
+from composer import layout
 from composer.build import FleetBuilder
 from composer.errors import SettingsError
+from composer.rendering import builder_name
 from composer.settings import load_settings
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from composer.timetables import normalize_schedule, schedule_for
 from tests.airflow2_env import REPO, Airflow2EnvError, ensure_airflow2_env, in_ci
-from tests.conftest import make_store
+from tests.conftest import customer_part, make_store
 from tests.examples import example_snapshot, example_templates
 
 EXAMPLE = "callables_timetables"
 CHICAGO = "America/Chicago"
+
+
+def builder_source(text: str, dag_id: str) -> str:
+    """The builder function of `dag_id` in a customer's part or a shard file: that DAG's
+    source alone, not its neighbours'."""
+    name = builder_name(dag_id)
+    start = text.index(f"\ndef {name}():\n") + 1
+    return text[start : text.index(f"\nDAGS[{dag_id!r}] = {name}\n", start)]
 
 
 def sync(templates: Path, dags: Path, store: str) -> Path:
@@ -213,7 +223,7 @@ def test_target2_timetables_and_callables_import_in_airflow_2_11(
     # composer package, callables_lib included.
     monkeypatch.setenv("FLEET_VERIFY_PYTHON", str(airflow2.python))
     dags = sync(templates, work / "dags2", store)
-    source = (dags / "maple-sd" / "maple-sd__exams.py").read_text()
+    source = builder_source(customer_part(dags, "maple-sd"), "maple-sd__exams")
     assert "from airflow.operators.python import BranchPythonOperator" in source
     assert "from airflow.timetables.events import EventsTimetable" in source
     home = work / "home2"
@@ -260,8 +270,11 @@ def test_setup_tasks_run_in_manual_and_timetable_dags_but_not_in_continuous_ones
     )  # fmt: skip
     build = FleetBuilder(rows, REPO / "templates").build("elm-sd")
     assert [str(e) for e in build.errors] == []
-    files = {f.path.split("/")[-1]: f.content.decode() for f in build.files}
-    assert "task_id='ensure_dataset'" in files["elm-sd__staar.py"]
-    assert "schedule=None," in files["elm-sd__staar.py"]
-    assert "task_id='ensure_dataset'" not in files["elm-sd__classroom.py"]
-    assert "schedule='@continuous'," in files["elm-sd__classroom.py"]
+    (shard,) = build.files
+    part = layout.split(shard.content)["elm-sd"]
+    staar = builder_source(part, "elm-sd__staar")
+    classroom = builder_source(part, "elm-sd__classroom")
+    assert "task_id='ensure_dataset'" in staar
+    assert "schedule=None," in staar
+    assert "task_id='ensure_dataset'" not in classroom
+    assert "schedule='@continuous'," in classroom

@@ -12,14 +12,23 @@ from pathlib import Path
 import pytest
 
 from composer.dagspec import Call
+from composer.rendering import builder_name
 from composer.typed_values import TypedValueError, duration
-from tests.conftest import make_store
+from tests.conftest import customer_part, make_store
 from tests.examples import example_snapshot, example_templates
 
 pytestmark = pytest.mark.airflow
 
 EXAMPLE = "typed_values"
 CUSTOMER = "plano-isd"
+
+
+def builder_source(text: str, dag_id: str) -> str:
+    """The builder function of `dag_id` in a customer's part or a shard file: that DAG's
+    source alone, not its neighbours'."""
+    name = builder_name(dag_id)
+    start = text.index(f"\ndef {name}():\n") + 1
+    return text[start : text.index(f"\nDAGS[{dag_id!r}] = {name}\n", start)]
 
 
 def build(tmp_path: Path, target: int = 3, cron_extra: str = "") -> Path:
@@ -101,7 +110,7 @@ def test_a_provider_model_argument_is_an_instance_of_its_class_nested_by_its_fie
     from google.cloud import batch_v1
 
     dag = bag.dags[f"{CUSTOMER}__attendance"]
-    source = Path(dag.fileloc).read_text()
+    source = builder_source(Path(dag.fileloc).read_text(), dag.dag_id)
     assert "        job=Job(\n" in source and "container=Runnable.Container(" in source
     assert "from google.cloud.batch_v1 import ComputeResource, Job, LogsPolicy," in source
     task = dag.get_task("run_batch")
@@ -214,9 +223,8 @@ def test_the_example_imports_typed_under_airflow_2(tmp_path, request):
     airflow2 = airflow2_env_or_skip()
     # access_control is Airflow 2's (deprecated in Airflow 3, so refused there).
     dags = build(tmp_path, target=2, cron_extra="  access_control: {support: [can_read]}\n")
-    assert (
-        "from airflow.datasets import Dataset"
-        in (dags / CUSTOMER / f"{CUSTOMER}__attendance.py").read_text()
+    assert "from airflow.datasets import Dataset" in builder_source(
+        customer_part(dags, CUSTOMER), f"{CUSTOMER}__attendance"
     )
     script = """
 import json, sys, datetime as dt
@@ -234,7 +242,8 @@ print("REPORT:" + json.dumps({
     "timeout": task.execution_timeout.total_seconds(),
     "retry_delay": task.retry_delay.total_seconds(),
     "assets": all(isinstance(a, Dataset) for a in [*task.inlets, *task.outlets]),
-    "job": "job=Job(" in open(dag.fileloc).read(),
+    "job": "job=Job(" in open(dag.fileloc).read().split(
+        "DAGS['plano-isd__attendance']")[0].rsplit("\\ndef ", 1)[1],
     "run_duration": job.task_groups[0].task_spec.max_run_duration.total_seconds(),
     "dagrun_timeout": dag.dagrun_timeout.total_seconds(),
     "main_dagrun_timeout": main.dagrun_timeout.total_seconds(),
@@ -305,7 +314,7 @@ def test_a_store_override_is_typed_like_the_template_and_never_becomes_code(patc
     if error is None:
         assert errors == []
         apply_fleet(plan)
-        source = (tmp_path / "d" / CUSTOMER / f"{CUSTOMER}__attendance.py").read_text()
+        source = builder_source(customer_part(tmp_path / "d", CUSTOMER), f"{CUSTOMER}__attendance")
         assert "execution_timeout=timedelta(seconds=2700)," in source
     else:
         assert len(errors) == 1 and error in errors[0], errors
