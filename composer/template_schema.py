@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from composer import settings as fleet_settings
+from composer.layout import MAX_SHARDS
 from composer.param_types import KINDS
 from composer.taskshape import GROUP_SETTING_KEYS
 from composer.templates import (
@@ -217,6 +218,11 @@ FLEET_PROPERTIES: dict[str, dict[str, Any]] = {
         "maximum": 59,
     },
     "start_date": {"description": "YYYY-MM-DD.", "type": "string", "format": "date"},
+    "shards": {
+        "description": "How many shard files hold the generated DAGs: auto (about 16 "
+        "customers a file) or a fixed count (composer/layout.py).",
+        "anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1, "maximum": MAX_SHARDS}],
+    },
     "params": {"description": "Fleet params: the lowest layer.", **_NULLABLE_MAP},
     "default_args": {"description": "default_args of every generated DAG.", **_NULLABLE_MAP},
     "imports": {

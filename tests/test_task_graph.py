@@ -23,7 +23,7 @@ import yaml
 
 from composer.store import IntegrationRow, Snapshot
 from tests.airflow2_env import REPO
-from tests.conftest import make_store
+from tests.conftest import customer_part, make_store
 from tests.examples import example_snapshot, example_templates
 
 pytestmark = pytest.mark.airflow
@@ -122,7 +122,8 @@ def test_expand_makes_a_mapped_operator_over_the_customers_list(dag, dags: Path)
     assert isinstance(task, MappedOperator)
     assert task.expand_input.value == {"input_data": SCHOOLS}
     assert task.partial_kwargs["function_id"] == "sis-roster-export"
-    text = (dags / "lakeside-usd" / f"{DAG_ID}.py").read_text()
+    text = customer_part(dags, "lakeside-usd")
+    assert f"DAGS[{DAG_ID!r}] = " in text
     assert "CloudFunctionInvokeFunctionOperator.partial(" in text
     assert ").expand(\n" in text
 

@@ -18,7 +18,7 @@ from composer.dagspec import DagSpec
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from composer.templates import TemplateCatalog
 from composer.versions import plan_lines, rollout_bucket
-from tests.conftest import make_store
+from tests.conftest import customer_part, make_store, published
 from tests.examples import example_snapshot, example_templates
 
 EXAMPLE = "template_versions"
@@ -278,6 +278,22 @@ def read_tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.py"))}
 
 
+def read_parts(folder: Path) -> dict[str, object]:
+    """What the manifest says of each customer: its file, part digest and DAGs."""
+    return published(folder)["customers"]
+
+
+def write_files(dags: Path, files) -> None:
+    """A customer's build, each part as a file of its own (in the target, parts share a
+    shard file with other customers'; here they must not overwrite each other)."""
+    for rendered in files:
+        path = (
+            dags / rendered.customer_id / rendered.path if rendered.part else dags / rendered.path
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rendered.content)
+
+
 def dagbag(folder: Path):
     from airflow.dag_processing.dagbag import DagBag
 
@@ -300,7 +316,10 @@ def test_kill_switch_keeps_history_and_re_enabling_restores_the_files(tmp_path, 
     )
     assert fleet_cli("sync", *common)[0] == 0
     before = read_tree(target)
+    before_ames = customer_part(target, "ames-csd")
+    parts_before = read_parts(target)
     bag = dagbag(target)
+    assert {d for p in parts_before.values() for d in p["dags"]} == set(bag.dag_ids)
     assert "template:attendance@3" in bag.dags["ames-csd__main"].tags
     assert "template:attendance@1" in bag.dags["boone-csd__main"].tags
     assert type(bag.dags["dubuque-csd__attendance"].timetable).__name__ == "CronTriggerTimetable"
@@ -315,7 +334,9 @@ def test_kill_switch_keeps_history_and_re_enabling_restores_the_files(tmp_path, 
     assert "0 removed" in out
     disabled = read_tree(target)
     assert disabled.keys() == before.keys()  # every file stays: the prune guard is not asked
-    assert b"TaskGroup('attendance'" not in disabled["ames-csd/ames-csd__main.py"]
+    assert "TaskGroup('attendance'" in before_ames
+    assert "TaskGroup('attendance'" not in customer_part(target, "ames-csd")
+    assert read_parts(target).keys() == parts_before.keys()
     bag = dagbag(target)
     for cid in ("ames-csd", "boone-csd"):  # main DAGs: the integration's group left
         dag = bag.dags[f"{cid}__main"]
@@ -333,7 +354,8 @@ def test_kill_switch_keeps_history_and_re_enabling_restores_the_files(tmp_path, 
 
     set_fleet(folder, disabled_templates=None)
     assert fleet_cli("sync", *common)[0] == 0
-    assert read_tree(target) == before  # byte for byte
+    assert read_tree(target) == before  # byte for byte: every shard file
+    assert read_parts(target) == parts_before  # and the manifest's parts
 
 
 @pytest.mark.slow
@@ -348,9 +370,7 @@ def test_disabled_and_versioned_dags_import_in_airflow_2_11(tmp_path):
     for customer_id in builder.customer_ids():
         build = builder.build(customer_id)
         assert build.errors == []
-        for rendered in build.files:
-            (dags / rendered.path).parent.mkdir(parents=True, exist_ok=True)
-            (dags / rendered.path).write_bytes(rendered.content)
+        write_files(dags, build.files)
     home = tmp_path / "home2"
     home.mkdir()
     report = airflow2_env_or_skip().dagbag_report([dags], home)[str(dags)]
@@ -375,7 +395,8 @@ def test_promoting_a_fully_rolled_out_version_to_the_body_changes_no_file(tmp_pa
         for customer_id in builder.customer_ids():
             build = builder.build(customer_id)
             assert build.errors == []
-            out.update({f.path: f.content for f in build.files})
+            # Keyed by customer too: customers share a shard file (composer/layout.py).
+            out.update({(f.customer_id, f.path): f.content for f in build.files})
         return out
 
     rolled = files(
@@ -415,9 +436,7 @@ def test_disabling_the_roll_up_template_makes_roll_ups_manual_only(tmp_path, dem
     assert specs["cascade-esd__main"].timetable is None
     assert "disabled" not in specs["cascade-esd__main"].tags
     dags = tmp_path / "dags"
-    for rendered in builder.build("cascade-esd").files:
-        (dags / rendered.path).parent.mkdir(parents=True, exist_ok=True)
-        (dags / rendered.path).write_bytes(rendered.content)
+    write_files(dags, builder.build("cascade-esd").files)
     dag = dagbag(dags).dags["cascade-esd__rollup"]
     assert type(dag.timetable).__name__ == "NullTimetable" and "disabled" in dag.tags
 
