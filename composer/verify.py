@@ -189,6 +189,11 @@ class Verifier:
             staged.write_bytes(content)
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
+        # Inside an Airflow task (the meta-DAG's sync) the task's parsing context is set;
+        # a shard file's footer would then build only that DAG (fleet_meta) and the import
+        # find no DAG in any part. The DAG processor parses with none: neither does this.
+        env.pop("_AIRFLOW_PARSING_CONTEXT_DAG_ID", None)
+        env.pop("_AIRFLOW_PARSING_CONTEXT_TASK_ID", None)
         env.update(
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
             # The whole traceback, so a failure can be traced to its line of the file.
@@ -283,8 +288,13 @@ def refusal(
     dag_id = Path(file.path).stem
     where = file.path
     if getattr(file, "part", False):  # a shard file's part: the DAG whose builder failed
-        dag_id = layout.dag_at(file.content.decode(errors="replace"), problem.line, problem.message)
-        where = f"{file.path} ({customer_id}'s part, DAG {dag_id})" if dag_id else where
+        # "" when the failing line is in no builder (the header or footer) and the message
+        # names no DAG: the customer's part, with no integration to name
+        dag_id = (
+            layout.dag_at(file.content.decode(errors="replace"), problem.line, problem.message)
+            or ""
+        )
+        where = f"{file.path} ({customer_id}'s part" + (f", DAG {dag_id})" if dag_id else ")")
     message = f"{where}: Airflow refuses the file: {problem.message}"
     located = _locate(file.content, problem)
     if located is None:

@@ -99,3 +99,24 @@ def test_a_refused_part_sets_aside_only_its_customer_in_a_rewritten_shared_file(
     assert "pool_slots=3" in customer_part(target, "austin-isd")
     assert customer_part(target, "houston-isd") == houston_before
     assert published(target)["customers"]["houston-isd"]["dags"]
+
+
+def test_parts_verify_inside_an_airflow_task_whose_parsing_context_names_another_dag(
+    tmp_path, demo_snapshot, monkeypatch
+):
+    """The meta-DAG's sync runs in a task with Airflow's parsing context set (dag_id
+    fleet_meta): the verifying import must still build every DAG of each part, as the DAG
+    processor does, not refuse every customer for 'no DAG in the file'."""
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "fleet_meta")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "sync")
+    # a setting of its own, so a verification process started without the context
+    # (kept by the pool for earlier tests) is not reused
+    monkeypatch.setenv("AIRFLOW__CORE__DEFAULT_TASK_RETRIES", "0")
+    target = tmp_path / "dags"
+    fleet_plan = _sync(tmp_path, demo_snapshot, target, _one_shard(tmp_path), "in-task")
+    assert fleet_plan.errors == [] and fleet_plan.invalid_customers == []
+    assert fleet_plan.plan.added == [
+        "fleet_shard_000.py",
+        "lincoln-unified/lincoln_unified_legacy.py",
+    ]
+    assert sum(len(e["dags"]) for e in published(target)["customers"].values()) == 28
