@@ -222,11 +222,6 @@ class DagShapes:
         groups = [".".join(task.groups[: depth + 1]) for depth in range(len(task.groups))]
         return [*groups, task.ref]
 
-    @staticmethod
-    def _inner_groups(tasks: list[TaskSpec], outer: tuple[str, ...]) -> list[GroupSpec]:
-        paths = sorted({t.groups for t in tasks if len(t.groups) > len(outer)})
-        return [GroupSpec(path) for path in paths]
-
     def _tags(self, customer: Customer, templates: list[str], variant: str) -> tuple[str, ...]:
         return (
             f"customer:{customer.customer_id}",

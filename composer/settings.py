@@ -20,7 +20,8 @@ from composer.versions import Rollout, rollout_settings
 from composer.yamlio import load_yaml
 
 SETTINGS_FILE = "fleet.yaml"
-_KEYS = {
+# fleet.yaml's top-level keys (the loader and the JSON Schema read this one set).
+FLEET_KEYS = {
     "airflow_target",
     "default_main_schedule",
     "stagger_minutes",
@@ -162,7 +163,7 @@ def load_settings(templates_dir: Path) -> FleetSettings:
         raise SettingsError(f"{path}: cannot read: {exc}".replace("\n", " ")) from exc
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: expected a mapping at the top level")
-    for key, message in unknown_keys(raw, _KEYS):
+    for key, message in unknown_keys(raw, FLEET_KEYS):
         raise SettingsError(f"{path}: {key}: {message}")
     dag_settings = raw.get("dag_settings") or {}
     problem = (
