@@ -7,12 +7,14 @@
 its own and writes each serialized DAG to the metadata DB, then exits. Each case is one
 such process over one folder, timed from outside, from a fresh copy of a migrated
 SQLite metadata DB (`first`: every DAG is new), then again on the same DB with nothing
-changed (`steady`: what every later pass costs). Folders, each holding the same main
-DAGs (bench/peers.py; bench/verify.py checks they match) or the whole generated fleet:
+changed (`steady`: what every later pass costs). Every folder holds the same DAGs, all
+the fleet publishes: main, cron and roll-up (bench/peers.py writes the peers from the
+fleet's own DagSpecs; bench/verify.py checks they match; `--peer-dags main` gives the
+peers the main DAGs only, as this benchmark did before):
 
-- fleet: what `fleet sync` writes (main, cron and roll-up DAGs; shard files), per
-  shard count measured (`--shards`; the first is fleet.yaml's default);
-- ours_per_dag: dagfleet's previous layout, one file per DAG (main DAGs);
+- fleet: what `fleet sync` writes (shard files), per shard count measured (`--shards`;
+  the first is the one the worker's parse is measured for);
+- ours_per_dag: dagfleet's previous layout, one file per DAG;
 - hand: hand-written static files, one per DAG; loop: one .py looping over a JSON
   config; dagfactory: a loader .py and one YAML per DAG;
 - empty: no DAG at all, the processor's own floor, subtracted from every other case.
@@ -33,6 +35,7 @@ import compileall
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sqlite3
 import statistics
@@ -74,6 +77,13 @@ def serialized_count(db: Path) -> int:
         return conn.execute("select count(*) from serialized_dag").fetchone()[0]
 
 
+def dag_code_bytes(db: Path) -> int:
+    """What Airflow stored as DAG source (`dag_code`: the defining file, once per DAG)."""
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("select coalesce(sum(length(source_code)), 0) from dag_code")
+        return row.fetchone()[0]
+
+
 def synced_fleet(ctx: Context, base: Path, store: str, shards: int) -> tuple[Path, int]:
     """`fleet sync` of the store with `shards` shard files; returns (folder, DAG count)."""
     templates = base / f"templates_s{shards}"
@@ -91,6 +101,68 @@ def synced_fleet(ctx: Context, base: Path, store: str, shards: int) -> tuple[Pat
     manifest = json.loads((out / ".dagfleet-manifest.json").read_text())
     dags = sum(len(e["dags"]) for e in manifest["customers"].values())
     return out, dags
+
+
+THIN_PARTS = "_parts"
+_THIN_LOADER = """
+import importlib.util
+from pathlib import Path
+
+_PARTS = Path(__file__).resolve().parent / "_parts"
+
+
+def _part(customer_id):
+    # A customer's builders, imported from _parts/ (which the DAG processor ignores).
+    path = _PARTS / f"{customer_id}.py"
+    spec = importlib.util.spec_from_file_location(f"dagfleet_part_{customer_id}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DAGS
+
+
+_only = get_parsing_context().dag_id
+for _customer in CUSTOMERS if _only is None else [OWNERS.get(_only)] if _only in OWNERS else []:
+    for _dag_id, _build in _part(_customer).items():
+        if _only is None or _only == _dag_id:
+            _build()
+"""
+
+
+def thin_folder(src: Path, dst: Path) -> int:
+    """An experiment, not dagfleet's layout: the shard files of `src` with every customer's
+    part moved to `_parts/<customer>.py` (ignored by the processor), each shard file left a
+    loader of a few lines (same DAGs, same parsing-context filter). What it would change:
+    the processor's per-file `ast.parse` and `dag_code` (both the defining file's size).
+    Returns the DAG count."""
+    shutil.rmtree(dst, ignore_errors=True)
+    (dst / THIN_PARTS).mkdir(parents=True)
+    ignore = (src / ".airflowignore").read_text()
+    (dst / ".airflowignore").write_text(f"{ignore}{THIN_PARTS}/\n")
+    part_re = re.compile(
+        r"^# --- dagfleet customer ([A-Za-z0-9_-]+): begin ---\n(.*?)"
+        r"^# --- dagfleet customer \1: end ---\n",
+        re.DOTALL | re.MULTILINE,
+    )
+    dags = 0
+    for shard in sorted(src.glob("fleet_shard_*.py")):
+        text = shard.read_text()
+        first = part_re.search(text)
+        assert first, shard
+        header = text[: first.start()]
+        imports = "".join(line + "\n" for line in header.splitlines() if line.startswith("import "))
+        customers, owners = [], {}
+        for match in part_re.finditer(text):
+            cid, body = match.group(1), match.group(2)
+            customers.append(cid)
+            for dag_id in re.findall(r"^DAGS\['([^']+)'\] = ", body, re.MULTILINE):
+                owners[dag_id] = cid
+            (dst / THIN_PARTS / f"{cid}.py").write_text(f"{imports}\nDAGS = {{}}\n\n{body}")
+        dags += len(owners)
+        head = header[: header.index("DAGS = {}")]
+        (dst / shard.name).write_text(
+            f"{head}CUSTOMERS = {customers!r}\nOWNERS = {owners!r}\n{_THIN_LOADER}"
+        )
+    return dags
 
 
 class Processor:
@@ -127,7 +199,7 @@ class Processor:
             found = serialized_count(db)
             if found != expect:
                 raise SystemExit(f"{name}: {found} serialized DAGs, expected {expect}")
-            return {"dags": found}
+            return {"dags": found, "dag_code_bytes": dag_code_bytes(db)}
 
         return [
             Case(f"{name}.first", command, env=env, before=fresh, after=check),
@@ -135,7 +207,9 @@ class Processor:
         ]
 
 
-def worker_cases(ctx: Context, n: int, per_dag: Path, fleet: Path, shards: list[int]) -> list[Case]:
+def worker_cases(
+    ctx: Context, n: int, per_dag: Path, fleet: Path, shards: list[int], thin: list[int] = ()
+) -> list[Case]:
     """A worker's parse of the one file holding DAG `<probe customer>__main`."""
     modules = template_operator_modules(ctx.templates)
     flags = [arg for m in modules for arg in ("--import", m)]
@@ -150,6 +224,9 @@ def worker_cases(ctx: Context, n: int, per_dag: Path, fleet: Path, shards: list[
         )
         folder = fleet.parent / f"fleet_s{s}"
         files[f"fleet_s{s}"] = (folder / manifest["customers"][cid]["file"], folder)
+        if s in thin:
+            folder = fleet.parent / f"thin_s{s}"
+            files[f"thin_s{s}"] = (folder / manifest["customers"][cid]["file"], folder)
     for name, (path, bundle) in files.items():
         args = ["parse", str(path), "--bundle", str(bundle), "--expect", "1", "--single", *flags]
         cases.append(Case(f"one.{name}", lambda a=args: probe_command(*a), env=env))
@@ -169,6 +246,8 @@ def summarize(samples: list[Sample], dags: dict[str, int], rounds: int) -> dict[
     table: dict[str, Any] = {}
     for name, count in dags.items():
         row: dict[str, Any] = {"dags": count}
+        first = by.get((f"{name}.first", 0))
+        row["dag_code_mb"] = (first.extra or {}).get("dag_code_bytes", 0) / 1e6 if first else 0
         for kind, base in (("first", floor), ("steady", floor_steady)):
             walls = [by[(f"{name}.{kind}", r)].wall for r in range(rounds)]
             net = [by[(f"{name}.{kind}", r)].wall - base[r] for r in range(rounds)]
@@ -199,22 +278,35 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], worker: dict[str, li
         f"dag_file_processor_timeout={FILE_TIMEOUT} s (Airflow's defaults, 30 s and 50 s, "
         "would kill the loop file's parse at this size).",
         "",
+        "The peers hold "
+        + (
+            "every DAG the fleet publishes (main, cron and roll-up), like the shard files."
+            if meta.get("peer_dags") == "all"
+            else "each customer's main DAG only; the shard files all the fleet's DAGs."
+        ),
+        "",
         f"Empty folder (floor): first {stat(list(summary['floor'].values()))} s, "
         f"steady {stat(list(summary['floor_steady'].values()))} s.",
         "",
-        "| folder | DAGs | first pass wall s | first net ms/DAG | steady wall s | steady net ms/DAG |",
-        "|---|---|---|---|---|---|",
+        "| folder | DAGs | first pass wall s | first net ms/DAG | steady wall s | "
+        "steady net ms/DAG | dag_code MB |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, row in summary["peers"].items():
         out.append(
             f"| {meta['labels'].get(name, name)} | {row['dags']:,} | {stat(row['first']['wall'])} | "
             f"{stat(row['first']['ms_per_dag'])} | {stat(row['steady']['wall'])} | "
-            f"{stat(row['steady']['ms_per_dag'])} |"
+            f"{stat(row['steady']['ms_per_dag'])} | {row.get('dag_code_mb', 0):.1f} |"
         )
+    out += [
+        "",
+        "dag_code MB: the source Airflow stored for the folder's DAGs after the first pass "
+        "(`dag_code.source_code`: each DAG's whole defining file).",
+    ]
     out += ["", "Per DAG, paired per round:", "", "| ratio | first pass | steady state |"]
     out.append("|---|---|---|")
     names = list(summary["peers"])
-    for a in [n for n in names if n.startswith("fleet_s")]:
+    for a in [n for n in names if n.startswith(("fleet_s", "thin_s"))]:
         for b in ("loop", "dagfactory", "hand", "ours_per_dag"):
             if b in names:
                 out.append(
@@ -243,7 +335,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--shards", default="16", help="shard counts to measure, the default first")
+    ap.add_argument(
+        "--thin",
+        default="",
+        help="shard counts also measured as thin loaders + _parts/ modules (an experiment)",
+    )
     ap.add_argument("--peers", default="ours_per_dag,hand,loop,dagfactory")
+    ap.add_argument(
+        "--peer-dags",
+        choices=("all", "main"),
+        default="all",
+        help="the peers hold every DAG of the fleet (default: like for like) or main DAGs",
+    )
     ap.add_argument("--worker-rounds", type=int, default=7)
     args = ap.parse_args(argv)
     if freeze.active() is None:  # measure a copy of the code, not the live tree
@@ -265,8 +368,17 @@ def main(argv: list[str] | None = None) -> int:
     for s in shards:
         ctx.say(f"fleet sync of N={n} with {s} shards")
         folders[f"fleet_s{s}"] = synced_fleet(ctx, base, store, s)
+    thin = [int(s) for s in args.thin.split(",") if s]
+    for s in thin:
+        src = folders.get(f"fleet_s{s}") or synced_fleet(ctx, base, store, s)
+        folders[f"thin_s{s}"] = (base / f"thin_s{s}", thin_folder(src[0], base / f"thin_s{s}"))
+        if folders[f"thin_s{s}"][1] != src[1]:
+            raise SystemExit(f"thin_s{s}: {folders[f'thin_s{s}'][1]} DAGs, expected {src[1]}")
     ctx.say("writing the peers")
-    specs = peers.main_specs(fleet_snapshot(n), ctx.templates)
+    pick = peers.fleet_specs if args.peer_dags == "all" else peers.main_specs
+    specs = pick(fleet_snapshot(n), ctx.templates)
+    if args.peer_dags == "all" and {len(specs)} != {c for _, c in folders.values()}:
+        raise SystemExit(f"the peers hold {len(specs)} DAGs, the shard folders {folders}")
     wanted = [p for p in args.peers.split(",") if p]
     written = peers.write_peers(base / "peers", specs)
     written["ours_per_dag"] = written.pop("ours")
@@ -282,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     worker: dict[str, list[float]] = {}
     if args.worker_rounds:
         cases = worker_cases(
-            ctx, n, written["ours_per_dag"], folders[f"fleet_s{shards[0]}"][0], shards
+            ctx, n, written["ours_per_dag"], folders[f"fleet_s{shards[0]}"][0], shards, thin
         )
         for s in run_rounds(
             [[c] for c in cases],
@@ -296,7 +408,11 @@ def main(argv: list[str] | None = None) -> int:
             worker.setdefault(s.case.removeprefix("one."), []).append(1000 * s.probe["t_main"])
     dags = {name: count for name, (_, count) in folders.items() if name != "empty"}
     labels = {
-        **{f"fleet_s{s}": f"dagfleet, {s} shard files (all its DAGs)" for s in shards},
+        **{
+            f"fleet_s{s}": f"dagfleet, {s} shard files (~{n / s:.0f} customers a file)"
+            for s in shards
+        },
+        **{f"thin_s{s}": f"experiment: {s} thin loader files + a module a customer" for s in thin},
         "ours_per_dag": "dagfleet before: one file per DAG",
         "hand": "hand-written, one file per DAG",
         "loop": "one .py looping over a JSON config",
@@ -342,6 +458,7 @@ def write(ctx, base, args, started, load_start, n, rounds, samples, dags, worker
         "load_end": os.getloadavg()[0],
         "code": os.environ.get(DESCRIPTION_ENV, "?"),
         "labels": labels,
+        "peer_dags": args.peer_dags,
     }
     raw = {
         "meta": meta,

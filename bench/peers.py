@@ -1,7 +1,10 @@
-"""The same main DAGs written the other ways people write DAG fleets, for the parse benchmark.
+"""The same DAGs written the other ways people write DAG fleets, for the parse benchmark.
 
-Every peer is generated from the DagSpecs dagfleet composes for each customer's main
-DAG, so all peers build the same DAGs (bench/verify.py checks it):
+Every peer is generated from the DagSpecs dagfleet composes: each customer's main DAG
+(`main_specs`, the in-process figures of bench/parsing.py) or every DAG the fleet
+publishes, main, cron and roll-up (`fleet_specs`, the DAG processor benchmark of record,
+bench/dagproc.py: like for like with the shard files). All peers build the same DAGs
+(bench/verify.py checks it):
 
 - ours: dagfleet's rendering of each main DAG as a file of its own
   (`<customer>/<customer>__main.py`, its layout before shard files; the shard files
@@ -37,16 +40,24 @@ DAGFACTORY_CONFIGS = "configs"
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-def main_specs(snapshot: Snapshot, templates_dir: Path) -> list[DagSpec]:
-    """The main DagSpec of every customer that gets files, in customer order."""
+def fleet_specs(snapshot: Snapshot, templates_dir: Path) -> list[DagSpec]:
+    """Every DagSpec the fleet publishes (main, cron and roll-up DAGs), in customer order."""
     builder = FleetBuilder(snapshot, templates_dir)
     specs = []
     for cid in builder.customer_ids():
         composed, errors = builder.composer.compose(builder.fleet.customers[cid])
         if errors:
             raise ValueError(f"customer {cid}: {errors[0]}")
-        specs.extend(s for s in composed if s.variant == "main")
+        for spec in composed:
+            if spec.timetable is not None or spec.settings:
+                raise ValueError(f"{spec.dag_id}: the peers write cron and asset schedules only")
+            specs.append(spec)
     return specs
+
+
+def main_specs(snapshot: Snapshot, templates_dir: Path) -> list[DagSpec]:
+    """The main DagSpec of every customer that gets files, in customer order."""
+    return [s for s in fleet_specs(snapshot, templates_dir) if s.variant == "main"]
 
 
 def _seconds(call: Call) -> Any:
@@ -77,9 +88,11 @@ def spec_config(spec: DagSpec) -> dict[str, Any]:
         "dag_id": spec.dag_id,
         "description": spec.description,
         "schedule": spec.schedule,
+        "assets": [a.uri for a in spec.assets],
         "timezone": spec.timezone,
         "start_date": spec.start_date.isoformat(),
         "tags": list(spec.tags),
+        "paused_at_creation": spec.paused_at_creation,
         "default_args": _jsonable(spec.default_args),
         "groups": [
             {"path": list(g.path), "tooltip": g.tooltip, "default_args": _jsonable(g.default_args)}
@@ -168,8 +181,12 @@ def hand_file(spec: DagSpec) -> str:
     imports: dict[str, set[str]] = {"airflow.sdk": {"DAG", "CronTriggerTimetable"}}
     if spec.groups:
         imports["airflow.sdk"].add("TaskGroup")
-    if any(isinstance(a, AssetRef) for t in spec.tasks for a in t.args.get("outlets", [])):
+    if spec.assets or any(
+        isinstance(a, AssetRef) for t in spec.tasks for a in t.args.get("outlets", [])
+    ):
         imports["airflow.sdk"].add("Asset")
+    if spec.assets:
+        imports["airflow.sdk"].add("AssetOrTimeSchedule")
     for task in spec.tasks:
         module, name = task.operator.rsplit(".", 1)
         imports.setdefault(module, set()).add(name)
@@ -193,14 +210,19 @@ def hand_file(spec: DagSpec) -> str:
     lines.append(f"default_args = {_py(spec.default_args, {}, 0)}")
     lines.append("")
     start = spec.start_date
+    schedule = f"CronTriggerTimetable({spec.schedule!r}, timezone=TZ)"
+    if spec.assets:
+        assets = ", ".join(f"Asset({a.uri!r})" for a in spec.assets)
+        schedule = f"AssetOrTimeSchedule(timetable={schedule}, assets=[{assets}])"
     lines += [
         "with DAG(",
         f"    dag_id={spec.dag_id!r},",
         f"    description={spec.description!r},",
-        f"    schedule=CronTriggerTimetable({spec.schedule!r}, timezone=TZ),",
+        f"    schedule={schedule},",
         f"    start_date=pendulum.datetime({start.year}, {start.month}, {start.day}, tz=TZ),",
         "    catchup=False,",
         "    max_active_runs=1,",
+        f"    is_paused_upon_creation={spec.paused_at_creation!r},",
         f"    tags={list(spec.tags)!r},",
         "    default_args=default_args,",
         ") as dag:",
@@ -273,14 +295,21 @@ def write_hand(out: Path, specs: list[DagSpec]) -> None:
 # -- one file looping over a JSON config ------------------------------------------
 
 LOOP_SOURCE = '''\
-"""Every customer's main DAG, built at parse time from dag_configs.json (one DAG file)."""
+"""Every DAG of the fleet, built at parse time from dag_configs.json (one DAG file)."""
 
 import importlib
 import json
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import DAG, Asset, CronTriggerTimetable, TaskGroup, get_parsing_context
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    TaskGroup,
+    get_parsing_context,
+)
 
 CONFIG = Path(__file__).with_name("dag_configs.json")
 _objects = {}
@@ -308,13 +337,18 @@ def _value(value):
 def build(cfg):
     tz = cfg["timezone"]
     year, month, day = (int(p) for p in cfg["start_date"].split("-"))
+    schedule = CronTriggerTimetable(cfg["schedule"], timezone=tz)
+    if cfg["assets"]:
+        assets = [Asset(uri) for uri in cfg["assets"]]
+        schedule = AssetOrTimeSchedule(timetable=schedule, assets=assets)
     with DAG(
         dag_id=cfg["dag_id"],
         description=cfg["description"],
-        schedule=CronTriggerTimetable(cfg["schedule"], timezone=tz),
+        schedule=schedule,
         start_date=pendulum.datetime(year, month, day, tz=tz),
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=cfg["paused_at_creation"],
         tags=cfg["tags"],
         default_args=_value(cfg["default_args"]),
     ) as dag:
@@ -418,18 +452,26 @@ def dagfactory_config(spec: DagSpec) -> dict[str, Any]:
         if task.upstream:
             conf["dependencies"] = [leaf[u] for u in task.upstream]
         tasks[task.task_id] = conf
+    schedule: dict[str, Any] = {
+        "__type__": "airflow.sdk.CronTriggerTimetable",
+        "__args__": [spec.schedule],
+        "timezone": spec.timezone,
+    }
+    if spec.assets:
+        schedule = {
+            "__type__": "airflow.sdk.AssetOrTimeSchedule",
+            "timetable": schedule,
+            "assets": [{"__type__": "airflow.sdk.Asset", "uri": a.uri} for a in spec.assets],
+        }
     return {
         spec.dag_id: {
             "description": spec.description,
-            "schedule": {
-                "__type__": "airflow.sdk.CronTriggerTimetable",
-                "__args__": [spec.schedule],
-                "timezone": spec.timezone,
-            },
+            "schedule": schedule,
             "timezone": spec.timezone,
             "start_date": spec.start_date.isoformat(),
             "catchup": False,
             "max_active_runs": 1,
+            "is_paused_upon_creation": spec.paused_at_creation,
             "tags": list(spec.tags),
             "default_args": _df_value(spec.default_args),
             "task_groups": groups,

@@ -59,6 +59,7 @@ def fingerprint(dag: Any) -> dict[str, Any]:
         "start_date": dag.start_date.isoformat(),
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,
+        "is_paused_upon_creation": dag.is_paused_upon_creation,
         "description": dag.description,
         "tags": sorted(set(dag.tags) - IGNORED_TAGS),
         "default_args": _plain(dict(dag.default_args)),
