@@ -35,7 +35,6 @@ import compileall
 import dataclasses
 import json
 import os
-import re
 import shutil
 import sqlite3
 import statistics
@@ -103,68 +102,6 @@ def synced_fleet(ctx: Context, base: Path, store: str, shards: int) -> tuple[Pat
     return out, dags
 
 
-THIN_PARTS = "_parts"
-_THIN_LOADER = """
-import importlib.util
-from pathlib import Path
-
-_PARTS = Path(__file__).resolve().parent / "_parts"
-
-
-def _part(customer_id):
-    # A customer's builders, imported from _parts/ (which the DAG processor ignores).
-    path = _PARTS / f"{customer_id}.py"
-    spec = importlib.util.spec_from_file_location(f"dagfleet_part_{customer_id}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.DAGS
-
-
-_only = get_parsing_context().dag_id
-for _customer in CUSTOMERS if _only is None else [OWNERS.get(_only)] if _only in OWNERS else []:
-    for _dag_id, _build in _part(_customer).items():
-        if _only is None or _only == _dag_id:
-            _build()
-"""
-
-
-def thin_folder(src: Path, dst: Path) -> int:
-    """An experiment, not dagfleet's layout: the shard files of `src` with every customer's
-    part moved to `_parts/<customer>.py` (ignored by the processor), each shard file left a
-    loader of a few lines (same DAGs, same parsing-context filter). What it would change:
-    the processor's per-file `ast.parse` and `dag_code` (both the defining file's size).
-    Returns the DAG count."""
-    shutil.rmtree(dst, ignore_errors=True)
-    (dst / THIN_PARTS).mkdir(parents=True)
-    ignore = (src / ".airflowignore").read_text()
-    (dst / ".airflowignore").write_text(f"{ignore}{THIN_PARTS}/\n")
-    part_re = re.compile(
-        r"^# --- dagfleet customer ([A-Za-z0-9_-]+): begin ---\n(.*?)"
-        r"^# --- dagfleet customer \1: end ---\n",
-        re.DOTALL | re.MULTILINE,
-    )
-    dags = 0
-    for shard in sorted(src.glob("fleet_shard_*.py")):
-        text = shard.read_text()
-        first = part_re.search(text)
-        assert first, shard
-        header = text[: first.start()]
-        imports = "".join(line + "\n" for line in header.splitlines() if line.startswith("import "))
-        customers, owners = [], {}
-        for match in part_re.finditer(text):
-            cid, body = match.group(1), match.group(2)
-            customers.append(cid)
-            for dag_id in re.findall(r"^DAGS\['([^']+)'\] = ", body, re.MULTILINE):
-                owners[dag_id] = cid
-            (dst / THIN_PARTS / f"{cid}.py").write_text(f"{imports}\nDAGS = {{}}\n\n{body}")
-        dags += len(owners)
-        head = header[: header.index("DAGS = {}")]
-        (dst / shard.name).write_text(
-            f"{head}CUSTOMERS = {customers!r}\nOWNERS = {owners!r}\n{_THIN_LOADER}"
-        )
-    return dags
-
-
 class Processor:
     """The DAG processor cases of one folder: a first pass, then a steady one."""
 
@@ -207,9 +144,7 @@ class Processor:
         ]
 
 
-def worker_cases(
-    ctx: Context, n: int, per_dag: Path, fleet: Path, shards: list[int], thin: list[int] = ()
-) -> list[Case]:
+def worker_cases(ctx: Context, n: int, per_dag: Path, fleet: Path, shards: list[int]) -> list[Case]:
     """A worker's parse of the one file holding DAG `<probe customer>__main`."""
     modules = template_operator_modules(ctx.templates)
     flags = [arg for m in modules for arg in ("--import", m)]
@@ -224,9 +159,6 @@ def worker_cases(
         )
         folder = fleet.parent / f"fleet_s{s}"
         files[f"fleet_s{s}"] = (folder / manifest["customers"][cid]["file"], folder)
-        if s in thin:
-            folder = fleet.parent / f"thin_s{s}"
-            files[f"thin_s{s}"] = (folder / manifest["customers"][cid]["file"], folder)
     for name, (path, bundle) in files.items():
         args = ["parse", str(path), "--bundle", str(bundle), "--expect", "1", "--single", *flags]
         cases.append(Case(f"one.{name}", lambda a=args: probe_command(*a), env=env))
@@ -306,7 +238,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], worker: dict[str, li
     out += ["", "Per DAG, paired per round:", "", "| ratio | first pass | steady state |"]
     out.append("|---|---|---|")
     names = list(summary["peers"])
-    for a in [n for n in names if n.startswith(("fleet_s", "thin_s"))]:
+    for a in [n for n in names if n.startswith("fleet_s")]:
         for b in ("loop", "dagfactory", "hand", "ours_per_dag"):
             if b in names:
                 out.append(
@@ -335,11 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--shards", default="16", help="shard counts to measure, the default first")
-    ap.add_argument(
-        "--thin",
-        default="",
-        help="shard counts also measured as thin loaders + _parts/ modules (an experiment)",
-    )
     ap.add_argument("--peers", default="ours_per_dag,hand,loop,dagfactory")
     ap.add_argument(
         "--peer-dags",
@@ -368,12 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     for s in shards:
         ctx.say(f"fleet sync of N={n} with {s} shards")
         folders[f"fleet_s{s}"] = synced_fleet(ctx, base, store, s)
-    thin = [int(s) for s in args.thin.split(",") if s]
-    for s in thin:
-        src = folders.get(f"fleet_s{s}") or synced_fleet(ctx, base, store, s)
-        folders[f"thin_s{s}"] = (base / f"thin_s{s}", thin_folder(src[0], base / f"thin_s{s}"))
-        if folders[f"thin_s{s}"][1] != src[1]:
-            raise SystemExit(f"thin_s{s}: {folders[f'thin_s{s}'][1]} DAGs, expected {src[1]}")
     ctx.say("writing the peers")
     pick = peers.fleet_specs if args.peer_dags == "all" else peers.main_specs
     specs = pick(fleet_snapshot(n), ctx.templates)
@@ -394,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     worker: dict[str, list[float]] = {}
     if args.worker_rounds:
         cases = worker_cases(
-            ctx, n, written["ours_per_dag"], folders[f"fleet_s{shards[0]}"][0], shards, thin
+            ctx, n, written["ours_per_dag"], folders[f"fleet_s{shards[0]}"][0], shards
         )
         for s in run_rounds(
             [[c] for c in cases],
@@ -412,7 +333,6 @@ def main(argv: list[str] | None = None) -> int:
             f"fleet_s{s}": f"dagfleet, {s} shard files (~{n / s:.0f} customers a file)"
             for s in shards
         },
-        **{f"thin_s{s}": f"experiment: {s} thin loader files + a module a customer" for s in thin},
         "ours_per_dag": "dagfleet before: one file per DAG",
         "hand": "hand-written, one file per DAG",
         "loop": "one .py looping over a JSON config",

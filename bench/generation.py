@@ -23,7 +23,6 @@ from bench import targetstate
 from bench.context import Context, template_operator_modules
 from bench.fleetgen import ONBOARDED_ID, write_store
 from bench.measure import Case, MeasurementFailed, Sample, probe_command, run_process, run_rounds
-from composer.plan import MANIFEST
 
 SYNC_LINE = re.compile(
     r"(\d+) added, (\d+) changed, (\d+) removed, (\d+) unchanged;.* in ([\d.]+)s"
@@ -110,18 +109,12 @@ def run(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
         changed = targetstate.changes(before, targetstate.snapshot(ref))
         return {**sync_counts(sample), "files_touched": len(changed), "touched": changed[:5]}
 
-    def onboard_before() -> dict:
-        return {"snap": targetstate.snapshot(ref), "manifest": (ref / MANIFEST).read_bytes()}
+    reference = targetstate.packed(blob)
 
     def onboard_after(sample: Sample, before: dict) -> dict[str, Any]:
-        changed = targetstate.changes(before["snap"], targetstate.snapshot(ref))
-        others = [p for p in changed if not p.startswith(ONBOARDED_ID + "/") and p != MANIFEST]
-        targetstate.restore_after_onboarding(ref, ONBOARDED_ID, before["manifest"])
-        return {
-            **sync_counts(sample),
-            "files_touched": len(changed),
-            "other_customers_touched": len(others),
-        }
+        effect = targetstate.onboarding_effect(ref, before, reference, ONBOARDED_ID)
+        targetstate.undo(ref, before, reference)
+        return {**sync_counts(sample), **effect}
 
     def full_sync(name: str, *, cold_cache: bool) -> Case:
         def before() -> None:
@@ -150,7 +143,7 @@ def run(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
         Case(
             "onboard",
             lambda: ctx.sync_command(onboard_store, f"file://{ref}"),
-            before=onboard_before,
+            before=lambda: targetstate.snapshot(ref),
             after=onboard_after,
         ),
         Case("imports", lambda: probe_command("imports", *_flags(modules))),

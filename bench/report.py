@@ -178,7 +178,9 @@ class Report:
         self.add(
             "`own timer`: the CLI's `in X s` (after its own imports) for syncs; the in-process "
             "loop for the floor; the import time for the import floor. "
-            "Files per sync: 3 DAG files per customer plus the manifest and `.airflowignore`.",
+            "Files per sync: the shard files (`shards: auto`, ~16 customers a file) plus the "
+            "manifest and `.airflowignore`; onboarding rewrites the new customer's shard file "
+            "and the manifest, and must change no other customer's part of that file.",
             "",
         )
         rows = []
@@ -203,7 +205,7 @@ class Report:
                     _f(paired(s, "full", "imports", rss, diff), 0),
                     _f(paired(s, "noop", "imports", rss, diff), 0),
                     _same(noop_files),
-                    f"{onboard_files}; other customers' files: {others}",
+                    f"{onboard_files}; other customers' DAG code changed: {others}",
                     "yes" if same else "NO",
                 ]
             )

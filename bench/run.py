@@ -201,8 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ",".join(PARTS))
     ap.add_argument("--rounds", type=int, help="rounds for every section")
     ap.add_argument("--out", type=Path, help="where to write the results markdown")
+    ap.add_argument(
+        "--generation-n",
+        help="fleet sizes of the generation part, comma-separated (default: 1000,10000)",
+    )
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.generation_n:
+        sizes = [int(x) for x in args.generation_n.split(",")]
+        rounds = max(plan.generation.values())
+        plan = dataclasses.replace(plan, generation=dict.fromkeys(sizes, rounds))
     if args.rounds:
         plan = _with_rounds(plan, args.rounds)
     plan.parts = {p.strip() for p in args.parts.split(",") if p.strip()}

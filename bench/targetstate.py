@@ -6,8 +6,9 @@ import os
 import pickle
 import shutil
 from pathlib import Path
+from typing import Any
 
-from composer.plan import MANIFEST
+from composer.layout import split
 from composer.targets.lock import LOCK_FILE
 
 FileState = tuple[int, int, int]  # inode, mtime_ns, size
@@ -51,12 +52,44 @@ def same_content(root: Path, blob: Path) -> bool:
     return set(on_disk) == set(files) and all((root / p).read_bytes() == files[p] for p in files)
 
 
-def restore_after_onboarding(root: Path, customer_id: str, manifest: bytes) -> None:
-    """Undo an onboarding sync: drop the new customer's folder, put the manifest back."""
-    shutil.rmtree(root / customer_id)
-    tmp = root / (MANIFEST + ".bench-tmp")
-    tmp.write_bytes(manifest)
-    os.replace(tmp, root / MANIFEST)
+def packed(blob: Path) -> dict[str, bytes]:
+    """The files `pack` wrote, by relative path."""
+    with blob.open("rb") as handle:
+        return dict(pickle.load(handle))
+
+
+def onboarding_effect(
+    root: Path, before: dict[str, FileState], reference: dict[str, bytes], customer_id: str
+) -> dict[str, Any]:
+    """What a sync that added `customer_id` to the reference fleet in `root` changed: the
+    files it wrote, and the other customers whose DAG code changed (their parts of the
+    shard files, composer/layout.py; must be none)."""
+    changed = changes(before, snapshot(root))
+    others: set[str] = set()
+    for path in changed:
+        if not path.endswith(".py"):
+            continue
+        old = split(reference.get(path, b""))
+        new = split((root / path).read_bytes()) if (root / path).is_file() else {}
+        others |= {
+            c for c in old.keys() | new.keys() if c != customer_id and old.get(c) != new.get(c)
+        }
+    return {
+        "files_touched": len(changed),
+        "touched": changed[:5],
+        "other_customers_touched": len(others),
+    }
+
+
+def undo(root: Path, before: dict[str, FileState], reference: dict[str, bytes]) -> None:
+    """Put root back to the reference files (what a sync since `before` changed)."""
+    for path in changes(before, snapshot(root)):
+        if path in reference:
+            tmp = root / (path + ".bench-tmp")
+            tmp.write_bytes(reference[path])
+            os.replace(tmp, root / path)
+        else:
+            (root / path).unlink(missing_ok=True)
 
 
 def reset(path: Path) -> None:

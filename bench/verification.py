@@ -31,7 +31,6 @@ from bench.context import REPO, WORK, Context
 from bench.fleetgen import ONBOARDED_ID, write_store
 from bench.generation import reference_output, sync_counts
 from bench.measure import Case, MeasurementFailed, Sample, paired, rss, run_rounds, stat
-from composer.plan import MANIFEST
 
 SKIP = {"_FLEET_SKIP_VERIFY": "1"}
 SECTION = "## 4. Verify by import"  # one section per N: "## 4. Verify by import, N=10,000"
@@ -48,6 +47,7 @@ def run(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
     onboard_store = write_store(base / "fleet_onboard.db", n, onboard=True)
     blob = base / "reference.pickle"
     files = targetstate.pack(ref, blob)
+    reference = targetstate.packed(blob)
     checked: dict[str, bool] = {}
 
     def full(name: str, env: dict[str, str]) -> Case:
@@ -71,15 +71,14 @@ def run(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
 
     def onboard(name: str, env: dict[str, str]) -> Case:
         def before() -> dict:
-            return {"snap": targetstate.snapshot(ref), "manifest": (ref / MANIFEST).read_bytes()}
+            return targetstate.snapshot(ref)
 
         def after(sample: Sample, state: dict) -> dict[str, Any]:
-            changed = targetstate.changes(state["snap"], targetstate.snapshot(ref))
-            others = [p for p in changed if not p.startswith(f"{ONBOARDED_ID}/") and p != MANIFEST]
-            targetstate.restore_after_onboarding(ref, ONBOARDED_ID, state["manifest"])
-            if others:
-                raise MeasurementFailed(f"{name} touched other customers: {others[:3]}")
-            return sync_counts(sample)
+            effect = targetstate.onboarding_effect(ref, state, reference, ONBOARDED_ID)
+            targetstate.undo(ref, state, reference)
+            if effect["other_customers_touched"]:
+                raise MeasurementFailed(f"{name} changed other customers' DAGs: {effect}")
+            return {**sync_counts(sample), **effect}
 
         return Case(
             name,

@@ -261,6 +261,7 @@ def _build(
             parts[0].md5 if parts else "",
             (*build.dag_ids, *sorted(legacy)),
             tuple(sorted(legacy)),
+            layout.airflow_modules(parts[0].content.decode()) if parts else (),
         )
         built[index][build.customer_id] = Built(
             build.customer_id, entry, parts[0].packed if parts else None, legacy

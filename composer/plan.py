@@ -8,6 +8,7 @@ the parts of customers that were not rebuilt.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import zlib
@@ -22,10 +23,12 @@ MANIFEST = ".dagfleet-manifest.json"
 AIRFLOWIGNORE = ".airflowignore"
 IGNORE_LINE = ".dagfleet-manifest.json"  # valid as both a regexp and a glob pattern
 REPORT = "fleet-report.html"  # the fleet report (composer/report), beside the manifest
-IGNORE_LINES = (IGNORE_LINE, REPORT)  # what .airflowignore must hold for the fleet
+# What .airflowignore must hold for the fleet (the customers' modules are loaded by the
+# shard files, never parsed as DAG files of their own).
+IGNORE_LINES = (IGNORE_LINE, REPORT, *layout.IGNORE_PARTS)
 PRUNE_FRACTION = 0.10
 PRUNE_MIN_DAGS = 5
-VERSION = 3
+VERSION = 4  # 4: a module per customer (fleet_parts/) loaded by shard files; 3: parts in them
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,12 @@ class Entry:
     part: str = ""  # md5 of its part as a file of its own, as built
     dags: tuple[str, ...] = ()  # its dag_ids, then its legacy files (one DAG each)
     legacy: tuple[str, ...] = ()  # paths of its legacy files
+    modules: tuple[str, ...] = ()  # the Airflow modules its builders import (the loader's)
+
+    @property
+    def generated(self) -> tuple[str, ...]:
+        """Its dag_ids built from templates (the ones its shard file lists)."""
+        return tuple(d for d in self.dags if d not in self.legacy)
 
     def as_json(self) -> dict:
         return {
@@ -45,6 +54,7 @@ class Entry:
             "part": self.part,
             "dags": list(self.dags),
             "legacy": list(self.legacy),
+            "modules": list(self.modules),
         }
 
 
@@ -87,8 +97,11 @@ class Manifest:
         body = json.loads(data)
         if body.get("generator") != "dagfleet" or not isinstance(body.get("files"), dict):
             raise ValueError("not a dagfleet manifest")
-        if body.get("version", 1) < VERSION:
+        if body.get("version", 1) < 3:
             return cls._from_one_file_per_dag(body)
+        # Version 3 (parts inside the shard files) reads the same: its customers' modules
+        # are missing from the target, so they are rebuilt, or taken from the old shard
+        # file when they cannot be (make_plan).
         customers = {
             str(c): Entry(
                 str(e.get("inputs") or ""),
@@ -96,6 +109,7 @@ class Manifest:
                 str(e.get("part") or ""),
                 tuple(e.get("dags") or ()),
                 tuple(e.get("legacy") or ()),
+                tuple(e.get("modules") or ()),
             )
             for c, e in (body.get("customers") or {}).items()
         }
@@ -135,7 +149,7 @@ class Manifest:
             return None
         if entry.file is not None and entry.file != shard:
             return None
-        paths = [*([entry.file] if entry.file else []), *entry.legacy]
+        paths = [*_files(customer_id, entry), *entry.legacy]
         if not paths:
             return None
         for path in paths:
@@ -149,11 +163,12 @@ class Manifest:
 
     def paths_by_customer(self) -> dict[str, list[str]]:
         """The customers this target owns, each with the files that hold its DAGs."""
-        return {
-            c: [*([e.file] if e.file else []), *e.legacy]
-            for c, e in self.customers.items()
-            if e.dags
-        }
+        return {c: [*_files(c, e), *e.legacy] for c, e in self.customers.items() if e.dags}
+
+
+def _files(customer_id: str, entry: Entry) -> list[str]:
+    """The shard file that loads the customer and its module (none without DAGs)."""
+    return [entry.file, layout.part_path(customer_id)] if entry.file else []
 
 
 def _moves(body: dict) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
@@ -234,12 +249,13 @@ def make_plan(
 ) -> Plan:
     """Lay the customers out in files and compare them with the target.
 
-    - A shard file is rewritten when a customer joins or leaves it, when a rebuilt
-      customer's part changed, or when it is not in the target as written. Customers not
-      rebuilt keep their part's exact bytes, copied from the published file.
+    - A customer's module (fleet_parts/) is written when it was rebuilt and its bytes
+      changed; a shard file (its customers, their dag_ids and Airflow modules) when its
+      list changed or it is not in the target as written. Customers not rebuilt keep
+      their module exactly as published.
     - A wanted path that exists but is not owned is never overwritten: the customers that
       want it are reported and set aside, like any invalid customer.
-    - An invalid customer keeps its entry and its part exactly as published.
+    - An invalid customer keeps its entry and its module exactly as published.
     - Owned files no longer wanted are removed; a plan that removes more than 10% of
       the owned DAGs (and more than 5) is refused unless `force_prune`. DAGs of `moving`
       customers (assigned to another environment) are removed too, but do not count
@@ -249,7 +265,7 @@ def make_plan(
     owned = manifest.files
     conflicted: set[str] = set()
     for cid, item in sorted(built.items()):
-        paths = [*([item.entry.file] if item.solo is not None else []), *item.legacy]
+        paths = [*(_files(cid, item.entry) if item.solo is not None else []), *item.legacy]
         for path in paths:
             if path in objects and path not in owned:
                 conflicted.add(cid)
@@ -272,40 +288,25 @@ def make_plan(
     for cid, entry in entries.items():
         if entry.file is not None:
             members.setdefault(entry.file, set()).add(cid)
-    before: dict[str, set[str]] = {}
-    for cid, entry in manifest.customers.items():
-        if entry.file is not None:
-            before.setdefault(entry.file, set()).add(cid)
 
     wanted: dict[str, str] = {}  # path -> md5
     for shard, cids in sorted(members.items()):
-        current = objects.get(shard)
-        dirty = (
-            cids != before.get(shard)
-            or current is None
-            or not owned.get(shard)
-            or current.md5 != owned[shard]
-            or any(c in new_parts and _part(manifest, c) != entries[c].part for c in cids)
-        )
-        if not dirty:
-            wanted[shard] = owned[shard]
-            plan.unchanged += 1
-            continue
-        published: dict[str, str] = {}
-        if current is not None and shard in owned and cids - set(new_parts):
-            published = layout.split(read(shard) or b"")
-        parts = []
+        listed = []
         for cid in sorted(cids):
-            if cid in new_parts:
-                solo = zlib.decompress(new_parts[cid].solo or b"")
-                parts.append(layout.split(solo)[cid])
-            elif cid in published:
-                parts.append(published[cid])
-            elif cid in unchanged:
-                plan.copy_missing.add(cid)  # the caller builds it and plans again
-        if not parts:
+            placed = _place_part(
+                plan, cid, entries[cid], new_parts, unchanged, owned, objects, read
+            )
+            if placed is None:
+                continue
+            entries[cid], wanted[layout.part_path(cid)] = placed
+            listed.append(cid)
+        if not listed:
             continue
-        content = layout.module(parts, airflow_target).encode()
+        content = layout.loader(
+            [(c, entries[c].generated, wanted[layout.part_path(c)]) for c in listed],
+            {m for c in listed for m in entries[c].modules},
+            airflow_target,
+        ).encode()
         wanted[shard] = md5_of(content)
         _compare(plan, shard, content, wanted[shard], objects)
     for cid, entry in sorted(entries.items()):
@@ -332,9 +333,39 @@ def make_plan(
     return plan
 
 
-def _part(manifest: Manifest, customer_id: str) -> str | None:
-    entry = manifest.customers.get(customer_id)
-    return entry.part if entry else None
+def _place_part(
+    plan: Plan,
+    cid: str,
+    entry: Entry,
+    new_parts: dict[str, Built],
+    unchanged: dict[str, Entry],
+    owned: dict[str, str],
+    objects: dict[str, ObjectState],
+    read: Callable[[str], bytes | None],
+) -> tuple[Entry, str] | None:
+    """The customer's module in the plan: written when rebuilt, kept as published when
+    not (an invalid customer keeps its last good DAGs), taken from the shard file of a
+    version-3 target (parts inside the shard files) when it cannot be rebuilt. None when
+    there is no module to load: an unchanged customer's module went missing is rebuilt
+    (`copy_missing`); an invalid customer without one has no DAGs to keep."""
+    path = layout.part_path(cid)
+    if cid in new_parts:
+        text = layout.split(zlib.decompress(new_parts[cid].solo or b""))[cid]
+    elif objects.get(path) is not None and owned.get(path):
+        plan.unchanged += 1
+        return entry, owned[path]
+    else:
+        published = layout.split(read(entry.file) or b"") if entry.file in objects else {}
+        if cid not in published:
+            if cid in unchanged:
+                plan.copy_missing.add(cid)  # the caller builds it and plans again
+            return None
+        text = published[cid]
+        entry = dataclasses.replace(entry, modules=layout.airflow_modules(text))
+    content = layout.part_module(cid, text).encode()
+    md5 = md5_of(content)
+    _compare(plan, path, content, md5, objects)
+    return entry, md5
 
 
 def _compare(

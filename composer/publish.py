@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from composer.errors import PruneRefused, TargetError
+from composer.layout import PARTS_DIR
 from composer.plan import AIRFLOWIGNORE, IGNORE_LINES, MANIFEST, Manifest, Plan, prune_limit
 from composer.targets import ObjectState, Target
 
@@ -120,14 +121,18 @@ def _apply_locked(
 
     writes = set(plan.writes)
     progress = Progress(len(writes), "writing")
+    # The customers' modules before the shard files that load them, removals last: a
+    # shard file never names a module that is not there yet.
+    modules = {p for p in writes if p.startswith(f"{PARTS_DIR}/")}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        pending = set()
-        for rendered in render(writes):
-            if rendered.path in writes:
-                pending.add(pool.submit(_write, target, rendered, objects.get(rendered.path)))
-                if len(pending) >= jobs * 4:  # bounded: never the whole fleet in memory
-                    pending = _drain(pending, progress, result, block_until=jobs * 2)
-        _drain(pending, progress, result, block_until=0)
+        for batch in (modules, writes - modules):
+            pending = set()
+            for rendered in render(batch) if batch else ():
+                if rendered.path in batch:
+                    pending.add(pool.submit(_write, target, rendered, objects.get(rendered.path)))
+                    if len(pending) >= jobs * 4:  # bounded: never the whole fleet in memory
+                        pending = _drain(pending, progress, result, block_until=jobs * 2)
+            _drain(pending, progress, result, block_until=0)
         # Fewer only when a file failed its final compile check: its customer is reported
         # as invalid by the caller; the previous version of the file stays as it was.
         deletes = [pool.submit(target.delete, path, objects.get(path)) for path in plan.removed]

@@ -188,8 +188,7 @@ def dag_file(target: Path, customer_id: str) -> str:
 
 
 def customer_part(target: Path, customer_id: str) -> str:
-    """The customer's part of its published shard file, markers included."""
+    """The customer's part (its builders, markers included), from its published module."""
     from composer import layout
 
-    path = dag_file(target, customer_id)
-    return layout.split((target / path).read_bytes())[customer_id]
+    return layout.split((target / layout.part_path(customer_id)).read_bytes())[customer_id]

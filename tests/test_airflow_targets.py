@@ -292,7 +292,10 @@ def test_target2_files_import_nothing_that_only_airflow3_has(fleet2: Path, std2:
         text = path.read_text()
         assert "airflow.sdk" not in text, path
         assert "airflow.providers.standard" not in text, path
-        assert "from airflow.models.dag import DAG" in text, path
+        if path.parent.name == "fleet_parts":  # the builders (shard files only load them)
+            assert "from airflow.models.dag import DAG" in text, path
+        elif path.name.startswith("fleet_shard_"):
+            assert "from airflow.utils.dag_parsing_context import get_parsing_context" in text
 
 
 def test_target2_imports_standard_operators_from_airflow2_core(std2: Path):
@@ -310,6 +313,8 @@ def test_targets_differ_only_in_import_lines(fleet2: Path, fleet3: Path):
     def body(source: bytes) -> list[str]:
         # Airflow 2.11 names assets datasets: Dataset(...), DatasetOrTimeSchedule(datasets=)
         text = source.decode().replace("Dataset", "Asset").replace("datasets=", "assets=")
+        # a shard file names each module's md5, which differs with the import lines
+        text = re.sub(r"  # md5 [0-9a-f]{32}$", "", text, flags=re.MULTILINE)
         return [
             line
             for line in text.splitlines()

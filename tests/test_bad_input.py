@@ -192,10 +192,10 @@ def read_files(root: Path) -> dict[str, bytes]:
 
 
 def parts_of(files: dict[str, bytes]) -> dict[str, str]:
-    """Each customer's part of the shard files (composer/layout.py), by customer."""
+    """Each customer's part, from its module (composer/layout.py), by customer."""
     parts: dict[str, str] = {}
     for path, content in files.items():
-        if path.endswith(".py") and "/" not in path:
+        if path.startswith(f"{layout.PARTS_DIR}/"):
             parts.update(layout.split(content))
     return parts
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from composer.build import FleetBuilder
+from composer.layout import part_path
 from composer.pipeline import apply_fleet, plan_fleet
 from composer.plan import MANIFEST
 from tests.conftest import (
@@ -62,7 +63,7 @@ def test_onboarding_builds_only_the_new_customer(tmp_path, demo_snapshot, built)
         make_store(tmp_path / "b.db", add_customer(demo_snapshot, *new_district())), target
     )
     assert built == ["tulsa-ps"]  # what planning rendered is kept for publishing
-    assert fleet_plan.plan.writes == [dag_file(target, "tulsa-ps")]
+    assert fleet_plan.plan.writes == [part_path("tulsa-ps"), dag_file(target, "tulsa-ps")]
 
 
 def test_a_changed_row_rebuilds_that_customer_and_matches_a_full_build(
@@ -75,7 +76,7 @@ def test_a_changed_row_rebuilds_that_customer_and_matches_a_full_build(
     store = make_store(tmp_path / "b.db", renamed)
     fleet_plan, _ = sync(store, target)
     assert set(built) == {"nyc-d02"}
-    assert fleet_plan.plan.changed == [dag_file(target, "nyc-d02")]
+    assert fleet_plan.plan.changed == [part_path("nyc-d02"), dag_file(target, "nyc-d02")]
     sync(store, tmp_path / "scratch")
     assert snapshot_files(target) == snapshot_files(tmp_path / "scratch")
 
@@ -90,7 +91,11 @@ def test_a_new_child_rebuilds_its_parents_roll_up(tmp_path, demo_snapshot, built
     fleet_plan, _ = sync(make_store(tmp_path / "b.db", child), target)
     assert set(built) == {"cascade-west", "cascade-esd"}
     # One org tree, one file: the child lands in its parent's shard.
-    assert fleet_plan.plan.writes == [dag_file(target, "cascade-esd")]
+    assert sorted(fleet_plan.plan.writes) == [
+        part_path("cascade-esd"),
+        part_path("cascade-west"),
+        dag_file(target, "cascade-esd"),
+    ]
     assert dag_file(target, "cascade-west") == dag_file(target, "cascade-esd")
 
 
@@ -111,7 +116,8 @@ def test_editing_a_template_rebuilds_exactly_the_customers_that_use_it(
     users = {"austin-isd", "dallas-isd", "boulder-valley", "phoenix-union", "boston-public",
              "cascade-north"}  # fmt: skip
     assert set(built) == users
-    assert set(fleet_plan.plan.changed) == {dag_file(target, c) for c in users}
+    shards = {dag_file(target, c) for c in users}
+    assert set(fleet_plan.plan.changed) == {part_path(c) for c in users} | shards
 
 
 def test_a_file_changed_in_the_target_is_rebuilt_and_rewritten(tmp_path, demo_snapshot, built):
@@ -125,6 +131,19 @@ def test_a_file_changed_in_the_target_is_rebuilt_and_rewritten(tmp_path, demo_sn
     sharing = {c for c, e in published(target)["customers"].items() if e["file"] == path}
     assert set(built) == sharing  # whoever shares the file: nothing of it can be trusted
     assert fleet_plan.plan.changed == [path]
+    assert (target / path).read_bytes() == original
+
+
+def test_a_module_changed_in_the_target_rebuilds_only_its_customer(tmp_path, demo_snapshot, built):
+    store, target = make_store(tmp_path / "fleet.db", demo_snapshot), tmp_path / "dags"
+    sync(store, target)
+    path = part_path("miami-dade")
+    original = (target / path).read_bytes()
+    (target / path).write_bytes(b"# edited by hand\n")
+    built.clear()
+    fleet_plan, _ = sync(store, target)
+    assert built == ["miami-dade"]
+    assert fleet_plan.plan.changed == [path]  # same bytes again: its shard file is as it was
     assert (target / path).read_bytes() == original
 
 

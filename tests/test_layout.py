@@ -1,9 +1,11 @@
-"""The file layout (composer/layout.py): several customers a file, never a customer split
-over files, a worker building only its DAG, one shard rewritten per change, invalid
-customers' parts kept byte for byte, and the prune guard counting DAGs."""
+"""The file layout (composer/layout.py): shard files that load several customers' modules,
+never a customer split over files, a worker building only its DAG, one module and its
+shard file rewritten per change, invalid customers' modules kept byte for byte, targets
+of earlier layouts migrated, and the prune guard counting DAGs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -48,15 +50,17 @@ def test_each_customers_dags_are_in_exactly_one_file_shared_with_other_customers
     target = tmp_path / "dags"
     sync(make_store(tmp_path / "fleet.db", demo_snapshot), target, templates)
     customers = published(target)["customers"]
-    tables: dict[str, str] = {}  # dag_id -> the file whose DAGS table builds it
+    tables: dict[str, str] = {}  # dag_id -> the shard file that loads it
     for path in target.glob("fleet_shard_*.py"):
-        for customer_id, part in layout.split(path.read_bytes()).items():
+        for customer_id, dag_ids in layout.listed(path.read_bytes()).items():
             assert customers[customer_id]["file"] == path.name
-            for line in part.splitlines():
-                if line.startswith("DAGS["):
-                    dag_id = line.split("'")[1]
-                    assert dag_id not in tables, f"{dag_id} is built by two files"
-                    tables[dag_id] = path.name
+            # the customer's module registers exactly the DAGs its shard file lists
+            part = customer_part(target, customer_id)
+            built = [line.split("'")[1] for line in part.splitlines() if line.startswith("DAGS[")]
+            assert sorted(built) == dag_ids
+            for dag_id in dag_ids:
+                assert dag_id not in tables, f"{dag_id} is loaded by two files"
+                tables[dag_id] = path.name
     generated = {d for e in customers.values() for d in e["dags"] if "/" not in d}
     assert set(tables) == generated
     assert len(set(tables.values())) <= 4 < len({c for c, e in customers.items() if e["file"]})
@@ -84,7 +88,9 @@ def test_the_parsing_context_builds_only_the_dag_a_worker_asks_for(
     assert one.dags["austin-isd__staar"].task_ids == everyone.dags["austin-isd__staar"].task_ids
 
 
-def test_onboarding_rewrites_one_shard_and_no_other_customers_bytes(tmp_path, demo_snapshot):
+def test_onboarding_writes_its_module_and_shard_file_and_no_other_customers_bytes(
+    tmp_path, demo_snapshot
+):
     templates = templates_with(tmp_path, 4)
     target = tmp_path / "dags"
     sync(make_store(tmp_path / "a.db", demo_snapshot), target, templates)
@@ -96,19 +102,19 @@ def test_onboarding_rewrites_one_shard_and_no_other_customers_bytes(tmp_path, de
     }
     onboarded = add_customer(demo_snapshot, *new_district())
     fleet_plan, result = sync(make_store(tmp_path / "b.db", onboarded), target, templates)
-    shard = dag_file(target, "tulsa-ps")
-    assert fleet_plan.plan.writes == [shard] and result.written == 1
+    shard, module = dag_file(target, "tulsa-ps"), layout.part_path("tulsa-ps")
+    assert sorted(fleet_plan.plan.writes) == [module, shard] and result.written == 2
     after = snapshot_files(target)
-    assert {p for p in after if after[p] != before.get(p)} == {shard, MANIFEST}
+    assert {p for p in after if after[p] != before.get(p)} == {module, shard, MANIFEST}
     assert {c: customer_part(target, c) for c in parts} == parts
-    # the new file is the old one with tulsa-ps's part added, in customer order
-    if shard in before:
-        old = layout.split(before[shard])
-        new = layout.split(after[shard])
-        assert {c: p for c, p in new.items() if c != "tulsa-ps"} == old
+    # the shard file lists what it listed before, and tulsa-ps
+    old = layout.listed(before.get(shard, b""))
+    new = layout.listed(after[shard])
+    assert {c: d for c, d in new.items() if c != "tulsa-ps"} == old
+    assert new["tulsa-ps"] == ["tulsa-ps__main"]
 
 
-def test_an_invalid_customer_keeps_its_part_byte_exact_when_its_file_is_rewritten(
+def test_an_invalid_customer_keeps_its_module_byte_exact_when_its_shard_is_rewritten(
     tmp_path, demo_snapshot
 ):
     target = tmp_path / "dags"
@@ -121,13 +127,14 @@ def test_an_invalid_customer_keeps_its_part_byte_exact_when_its_file_is_rewritte
         make_store(tmp_path / "b.db", renamed), target, templates_with(tmp_path, 1)
     )
     assert [e.customer_id for e in fleet_plan.errors] == ["denver-public"]
-    assert fleet_plan.plan.changed == [entry["file"]]  # rewritten for nyc-d02
+    # nyc-d02's module, and the shard file both load (it names each module's md5)
+    assert fleet_plan.plan.changed == [layout.part_path("nyc-d02"), entry["file"]]
     assert customer_part(target, "denver-public") == denver
     assert published(target)["customers"]["denver-public"] == entry
     assert "NYC District 2" in customer_part(target, "nyc-d02")
 
 
-def test_the_prune_guard_counts_dags_even_when_no_file_is_deleted(tmp_path, demo_snapshot):
+def test_the_prune_guard_counts_dags_not_files(tmp_path, demo_snapshot):
     target = tmp_path / "dags"
     templates = templates_with(tmp_path, 1)
     sync(make_store(tmp_path / "a.db", demo_snapshot), target, templates)
@@ -136,7 +143,8 @@ def test_the_prune_guard_counts_dags_even_when_no_file_is_deleted(tmp_path, demo
         smaller = remove_customer(smaller, customer_id)
     store = make_store(tmp_path / "b.db", smaller)
     fleet_plan = plan_fleet(store, f"file://{target}", templates)
-    assert fleet_plan.plan.removed == [] and len(fleet_plan.plan.removed_dags) == 7
+    gone = [layout.part_path(c) for c in ("austin-isd", "dallas-isd", "houston-isd")]
+    assert fleet_plan.plan.removed == gone and len(fleet_plan.plan.removed_dags) == 7
     before = snapshot_files(target)
     with pytest.raises(PruneRefused, match="refusing to remove 7 of 28 owned DAGs"):
         apply_fleet(fleet_plan)
@@ -170,8 +178,49 @@ def test_a_fleet_published_one_file_per_dag_moves_to_shards_without_tripping_the
     assert fleet_plan.errors == [] and not fleet_plan.plan.prune_refused
     assert fleet_plan.plan.removed_dags == []
     assert sorted(fleet_plan.plan.removed) == sorted(old_files)
-    assert not [p for p in target.rglob("*.py") if p.parent != target and "legacy" not in p.name]
+    stray = [p for p in target.rglob("*.py") if p.parent.name not in (target.name, "fleet_parts")]
+    assert [p.name for p in stray] == ["lincoln_unified_legacy.py"]
     assert snapshot_files(target) == snapshot_files(tmp_path / "scratch")
+
+
+@pytest.mark.airflow
+def test_a_target_with_parts_inside_its_shard_files_moves_to_modules_keeping_invalid_dags(
+    tmp_path, demo_snapshot
+):
+    """A target written before the customers' modules (manifest version 3: each
+    customer's builders inside its shard file): every valid customer is rebuilt into its
+    module, and an invalid one's module is taken from its old shard file, byte for byte,
+    so its last good DAGs keep running."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    target = tmp_path / "dags"
+    store = make_store(tmp_path / "a.db", demo_snapshot)
+    sync(store, target)
+    manifest = published(target)
+    denver = customer_part(target, "denver-public")
+    for shard in {e["file"] for e in manifest["customers"].values() if e["file"]}:
+        cids = layout.listed((target / shard).read_bytes())
+        fat = layout.module([customer_part(target, c) for c in cids], 3)
+        (target / shard).write_text(fat)
+        manifest["files"][shard] = hashlib.md5(fat.encode()).hexdigest()
+    for path in list(manifest["files"]):
+        if path.startswith("fleet_parts/"):
+            del manifest["files"][path]
+    shutil.rmtree(target / "fleet_parts")
+    for entry in manifest["customers"].values():
+        entry.pop("modules")
+    (target / MANIFEST).write_text(json.dumps({**manifest, "version": 3}))
+
+    broken = replace_customer(demo_snapshot, "denver-public", timezone="Mars/Olympus_Mons")
+    fleet_plan, _ = sync(make_store(tmp_path / "b.db", broken), target)
+
+    assert [e.customer_id for e in fleet_plan.errors] == ["denver-public"]
+    assert fleet_plan.plan.removed_dags == [] and fleet_plan.plan.removed == []
+    assert customer_part(target, "denver-public") == denver
+    assert published(target)["version"] == 4
+    bag = DagBag(dag_folder=str(target), safe_mode=False, bundle_path=target)
+    assert bag.import_errors == {} and len(bag.dags) == 28
+    assert {"denver-public__main", "denver-public__classroom"} <= set(bag.dags)
 
 
 def test_auto_shard_count_keeps_its_count_until_the_fleet_halves_or_doubles():

@@ -42,7 +42,7 @@ def _spy(monkeypatch) -> list[tuple[str, bytes]]:
     return seen
 
 
-def test_only_the_rebuilt_customers_part_is_verified_as_the_module_that_ships(
+def test_only_the_rebuilt_customers_part_is_verified_with_the_builders_its_module_ships(
     tmp_path, demo_snapshot, monkeypatch
 ):
     templates = _one_shard(tmp_path)
@@ -56,14 +56,17 @@ def test_only_the_rebuilt_customers_part_is_verified_as_the_module_that_ships(
         task_overrides='{"load_staging": {"args": {"pool_slots": 2}}}',
     )
     fleet_plan = _sync(tmp_path, changed, target, templates, "after")
-    assert fleet_plan.errors == [] and fleet_plan.plan.changed == ["fleet_shard_000.py"]
+    assert fleet_plan.errors == []
+    assert fleet_plan.plan.changed == [layout.part_path("houston-isd"), "fleet_shard_000.py"]
     # one customer rebuilt with a new part: one import, of its part alone
     assert [path for path, _ in seen] == ["houston-isd/fleet_shard_000.py"]
     verified = seen[0][1].decode()
     assert list(layout.split(verified)) == ["houston-isd"]
     part = customer_part(target, "houston-isd")
     assert "pool_slots=2" in part
-    assert verified == layout.module([part], 3)  # header + the published part + footer
+    # header + the published module's builders + footer: the file the DAG processor would
+    # parse were the customer alone in a shard file with its builders inline
+    assert verified == layout.module([part], 3)
 
 
 def test_a_refused_part_sets_aside_only_its_customer_in_a_rewritten_shared_file(
@@ -115,8 +118,8 @@ def test_parts_verify_inside_an_airflow_task_whose_parsing_context_names_another
     target = tmp_path / "dags"
     fleet_plan = _sync(tmp_path, demo_snapshot, target, _one_shard(tmp_path), "in-task")
     assert fleet_plan.errors == [] and fleet_plan.invalid_customers == []
-    assert fleet_plan.plan.added == [
-        "fleet_shard_000.py",
-        "lincoln-unified/lincoln_unified_legacy.py",
-    ]
+    modules = [layout.part_path(c) for c in published(target)["customers"]]
+    assert sorted(fleet_plan.plan.added) == sorted(
+        [*modules, "fleet_shard_000.py", "lincoln-unified/lincoln_unified_legacy.py"]
+    )
     assert sum(len(e["dags"]) for e in published(target)["customers"].values()) == 28

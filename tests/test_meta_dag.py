@@ -262,7 +262,9 @@ def test_dags_test_publishes_the_demo_fleet_to_gcs(airflow_env, gcs_emulator, de
     assert task_states(airflow_env) == {"sync": "success", "check": "success"}
     published = gcs_emulator.objects("composer-env-bucket", "dags/fleet/")
     expected = plan_fleet(demo_store, f"file://{tmp_path / 'empty'}", TEMPLATES).plan.added
-    assert sorted(n.removeprefix("dags/fleet/") for n in published if n.endswith(".py")) == expected
+    assert sorted(n.removeprefix("dags/fleet/") for n in published if n.endswith(".py")) == sorted(
+        expected
+    )
     # the fleet report, beside the manifest, and listed in .airflowignore
     assert published["dags/fleet/fleet-report.html"][1].startswith(b"<!DOCTYPE html>")
     assert b"fleet-report.html" in published["dags/fleet/.airflowignore"][1].splitlines()
@@ -296,7 +298,9 @@ def test_dags_test_fails_on_an_invalid_customer_after_publishing_the_others(
     expected = plan_fleet(valid_only, f"file://{tmp_path / 'empty'}", TEMPLATES).plan
     assert len(expected.removed_dags) == 0 and len(expected.manifest.customers) == 14
     expected = expected.added
-    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == expected
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.py")) == sorted(
+        expected
+    )
     report = (target / "fleet-report.html").read_text()
     assert "customer dallas-isd, field timezone: unknown IANA timezone" in report
 

@@ -118,7 +118,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, demo_store, fle
     holder.wait()
     code, out, err = fleet_cli("sync", "--store", demo_store, "--target", url, "--lock-wait", "0")
     assert code == 0, err
-    assert "2 added" in out  # one shard file (28 DAGs) and the legacy file
+    assert "17 added" in out  # 15 modules, their shard file (28 DAGs), the legacy file
 
 
 def test_a_plan_beside_a_sync_leaves_the_syncs_temp_files_alone(tmp_path, demo_store, fleet_cli):
@@ -128,7 +128,7 @@ def test_a_plan_beside_a_sync_leaves_the_syncs_temp_files_alone(tmp_path, demo_s
     in_flight = target / f"{TMP_PREFIX}fleet_shard_000.py.{os.getpid()}-00ff"
     in_flight.write_bytes(b"half a DAG")
     code, out, _ = fleet_cli("plan", "--store", demo_store, "--target", f"file://{target}")
-    assert code == 0 and "0 to add, 0 to change, 0 to remove, 2 unchanged" in out
+    assert code == 0 and "0 to add, 0 to change, 0 to remove, 17 unchanged" in out
     assert in_flight.exists()
     # a sync (listing under the lock) removes only temp files of writers that are gone
     dead = target / f"{TMP_PREFIX}fleet_shard_001.py.{dead_pid()}-00ff"

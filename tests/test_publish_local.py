@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from composer.errors import PruneRefused, TargetError
+from composer.layout import part_path
 from composer.pipeline import apply_fleet, plan_fleet
 from composer.plan import MANIFEST
 from composer.store import CustomerRow, IntegrationRow, Snapshot
@@ -82,9 +83,9 @@ def test_onboarding_a_district_adds_exactly_its_files(tmp_path, demo_snapshot):
     onboarded = add_customer(demo_snapshot, *new_district())
     fleet_plan, _ = sync(make_store(tmp_path / "after.db", onboarded), target)
     after = snapshot_files(target)
-    shard = dag_file(target, "tulsa-ps")
-    assert fleet_plan.plan.writes == [shard] and fleet_plan.plan.removed == []
-    assert {k for k in after if after[k] != before.get(k)} == {shard, MANIFEST}
+    shard, module = dag_file(target, "tulsa-ps"), part_path("tulsa-ps")
+    assert fleet_plan.plan.writes == [module, shard] and fleet_plan.plan.removed == []
+    assert {k for k in after if after[k] != before.get(k)} == {module, shard, MANIFEST}
     assert published(target)["customers"]["tulsa-ps"]["dags"] == ["tulsa-ps__main"]
 
 
@@ -99,7 +100,9 @@ def test_off_boarding_prunes_exactly_that_customers_files(tmp_path, demo_snapsho
     after = snapshot_files(target)
     changed = {k for k in before if after.get(k) != before[k]} - {MANIFEST}
     assert changed == set(fleet_plan.plan.writes) | set(fleet_plan.plan.removed)
-    assert len(changed) == 1 and result.written + result.deleted == 1
+    # its module removed, its shard file no longer loading it
+    assert changed == {part_path("austin-isd"), dag_file(target, "houston-isd")}
+    assert result.written == 1 and result.deleted == 1
     assert b"austin-isd" not in b"".join(after.get(p, b"") for p in changed)
     assert "austin-isd" not in json.loads(after[MANIFEST])["customers"]
 

@@ -122,8 +122,12 @@ def test_demo_counts_equal_the_timetables_of_the_dags_airflow_imports(demo_plan)
 
 
 def _builders(source: bytes) -> dict[str, ast.FunctionDef]:
-    """The DAG builder functions of a generated shard file (composer/layout.py), by name."""
-    return {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+    """The DAG builder functions of a customer's generated module (composer/layout.py)."""
+    return {
+        n.name: n
+        for n in ast.parse(source).body
+        if isinstance(n, ast.FunctionDef) and n.name.startswith("dag_")
+    }
 
 
 def _schedule_and_tags(tree: ast.AST) -> tuple[str, str, tuple[str, ...]]:

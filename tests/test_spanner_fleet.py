@@ -10,6 +10,7 @@ from pathlib import Path
 from google.cloud.spanner_v1 import Client
 from google.cloud.spanner_v1.data_types import JsonObject
 
+from composer.layout import part_path
 from composer.store import open_store
 from tests.conftest import customer_part, dag_file, make_store, published
 from tests.spanner_emulator import SpannerEmulator
@@ -64,7 +65,10 @@ def test_a_district_inserted_into_spanner_gets_its_dags_on_the_next_sync(
     assert code == 0
     changes = [line for line in out.splitlines() if line[:2] in ("+ ", "~ ", "- ")]
     assert fleet_cli("sync", "--store", url, "--target", target)[0] == 0
-    assert [c[2:] for c in changes] == [dag_file(tmp_path / "dags", "tulsa-ps")]
+    assert [c[2:] for c in changes] == [
+        part_path("tulsa-ps"),
+        dag_file(tmp_path / "dags", "tulsa-ps"),
+    ]
     assert published(tmp_path / "dags")["customers"]["tulsa-ps"]["dags"] == [
         "tulsa-ps__main",
         "tulsa-ps__classroom",

@@ -238,7 +238,7 @@ def test_same_rows_through_mock_spanner_and_sqlite_give_byte_identical_fleets(
     )
 
     assert code == 0, err
-    assert "2 added" in out  # one shard file (28 DAGs) and the legacy file
+    assert "17 added" in out  # 15 modules, their shard file (28 DAGs), the legacy file
     sqlite = make_store(tmp_path / "fleet.db", demo_snapshot)
     assert fleet_cli("sync", "--store", sqlite, "--target", f"file://{tmp_path}/sqlite")[0] == 0
     assert snapshot_files(tmp_path / "spanner") == snapshot_files(tmp_path / "sqlite")

@@ -205,7 +205,8 @@ def test_every_write_and_delete_of_a_sync_carries_a_precondition(
 
     writes = [c for c in gate.calls if c.method == "write"]
     deletes = [c for c in gate.calls if c.method == "delete"]
-    assert deletes == []  # dallas-isd's DAGs leave by a rewrite of the file it shared
+    # dallas-isd's module is deleted, and its shard file rewritten without it
+    assert [c.name for c in deletes] == [f"{PREFIX}/fleet_parts/dallas-isd.py"]
     assert all(c.if_generation_match is not None and c.status == 200 for c in gate.calls)
     assert {c.if_generation_match for c in writes if c.name.endswith(".py")} != {0}  # updates too
 
@@ -350,9 +351,11 @@ def test_offboarding_deletes_exactly_that_customers_objects(
     assert code == 0, out
     now = gcs_emulator.objects(bucket)
     rewritten = {n for n in before if now.get(n) != before[n] and not n.endswith(MANIFEST)}
-    assert len(rewritten) == 1  # dallas-isd's shard file: rewritten without it, or deleted
-    (name,) = rewritten
-    assert name not in now or b"dallas-isd" not in now[name][1]
+    # dallas-isd's module, deleted, and its shard file, rewritten without it
+    module = f"{PREFIX}/fleet_parts/dallas-isd.py"
+    assert module in rewritten and module not in now and len(rewritten) == 2
+    (name,) = rewritten - {module}
+    assert b"dallas-isd" not in now[name][1]
     assert b"dallas-isd" in before[name][1]
     assert {n: now[n][1] for n in FOREIGN} == FOREIGN
 

@@ -42,9 +42,9 @@ def test_a_sync_started_while_the_endpoint_refuses_connections_succeeds_once_it_
                 "sync", "--store", demo_store, "--target", f"gs://{bucket}/{PREFIX}"
             )
             assert code == 0, err
-            assert "2 added" in out  # one shard file (28 DAGs) and the legacy file
+            assert "17 added" in out  # 15 modules, their shard file (28 DAGs), the legacy file
             # (while the proxy runs: the emulator's media links point at it)
-            assert len([p for p in fleet_objects(gcs_emulator, bucket) if p.endswith(".py")]) == 2
+            assert len([p for p in fleet_objects(gcs_emulator, bucket) if p.endswith(".py")]) == 17
         finally:
             timer.join()
             for gate in started:
@@ -80,7 +80,7 @@ def test_a_proxy_failing_a_share_of_requests_loses_nothing(
         code, out, _ = fleet_cli(
             "sync", "--store", demo_store, "--target", f"gs://{bucket}/{PREFIX}"
         )
-        assert code == 0 and "0 added, 0 changed, 0 removed, 2 unchanged" in out
+        assert code == 0 and "0 added, 0 changed, 0 removed, 17 unchanged" in out
         published = {p: data for p, (_gen, data) in fleet_objects(gcs_emulator, bucket).items()}
 
     assert fleet_cli("sync", "--store", demo_store, "--target", f"file://{tmp_path}/d")[0] == 0

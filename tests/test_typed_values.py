@@ -110,7 +110,8 @@ def test_a_provider_model_argument_is_an_instance_of_its_class_nested_by_its_fie
     from google.cloud import batch_v1
 
     dag = bag.dags[f"{CUSTOMER}__attendance"]
-    source = builder_source(Path(dag.fileloc).read_text(), dag.dag_id)
+    module = Path(dag.fileloc).parent / "fleet_parts" / f"{CUSTOMER}.py"  # what it loads
+    source = builder_source(module.read_text(), dag.dag_id)
     assert "        job=Job(\n" in source and "container=Runnable.Container(" in source
     assert "from google.cloud.batch_v1 import ComputeResource, Job, LogsPolicy," in source
     task = dag.get_task("run_batch")
@@ -242,7 +243,7 @@ print("REPORT:" + json.dumps({
     "timeout": task.execution_timeout.total_seconds(),
     "retry_delay": task.retry_delay.total_seconds(),
     "assets": all(isinstance(a, Dataset) for a in [*task.inlets, *task.outlets]),
-    "job": "job=Job(" in open(dag.fileloc).read().split(
+    "job": "job=Job(" in open(sys.argv[1] + "/fleet_parts/plano-isd.py").read().split(
         "DAGS['plano-isd__attendance']")[0].rsplit("\\ndef ", 1)[1],
     "run_duration": job.task_groups[0].task_spec.max_run_duration.total_seconds(),
     "dagrun_timeout": dag.dagrun_timeout.total_seconds(),
