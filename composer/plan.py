@@ -2,8 +2,8 @@
 
 Pure: it compares what the build wants with one listing of the target and the manifest
 of owned files, and applies the ownership, layout and prune rules. The only read is of
-published shard files that must be rewritten (through the `read` it is given), to copy
-the parts of customers that were not rebuilt.
+a version-3 target's shard files (through the `read` it is given), to take out the part
+of a customer that cannot be rebuilt (an invalid one) as its module.
 """
 
 from __future__ import annotations
