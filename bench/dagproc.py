@@ -341,21 +341,27 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[Sample] = []
     for done in range(args.rounds + 1):  # results rewritten after every round
         if done:
-            shift = (done - 1) % len(groups)
-            for sample in run_rounds(
-                [*groups[shift:], *groups[:shift]],
-                1,
-                env=ctx.env,
-                cwd=ctx.work,
-                log_dir=ctx.logs / "dagproc",
-                warmup=False,
-                say=ctx.say,
-            ):
-                sample.round = done - 1
-                samples.append(sample)
+            samples += one_round(ctx, groups, done - 1, "dagproc")
         if done or not args.rounds:
             write(ctx, base, args, started, load_start, n, done, samples, dags, worker, labels)
     return 0
+
+
+def one_round(ctx: Context, groups: list[list[Case]], index: int, logs: str) -> list[Sample]:
+    """Round `index`: every case group once, the order rotated by one a round."""
+    shift = index % len(groups)
+    samples = run_rounds(
+        [*groups[shift:], *groups[:shift]],
+        1,
+        env=ctx.env,
+        cwd=ctx.work,
+        log_dir=ctx.logs / logs,
+        warmup=False,
+        say=ctx.say,
+    )
+    for sample in samples:
+        sample.round = index
+    return list(samples)
 
 
 def write(ctx, base, args, started, load_start, n, rounds, samples, dags, worker, labels) -> None:

@@ -31,9 +31,18 @@ from pathlib import Path
 
 from bench import freeze
 from bench.context import REPO, WORK, Context
-from bench.dagproc import DESCRIPTION_ENV, Processor, ratios, seed_db, stat, summarize, synced_fleet
+from bench.dagproc import (
+    DESCRIPTION_ENV,
+    Processor,
+    one_round,
+    ratios,
+    seed_db,
+    stat,
+    summarize,
+    synced_fleet,
+)
 from bench.fleetgen import write_store
-from bench.measure import Sample, run_rounds
+from bench.measure import Sample
 
 
 def archived(rev: str) -> tuple[Path, str]:
@@ -129,18 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     samples: list[Sample] = []
     for done in range(1, args.rounds + 1):
-        shift = (done - 1) % len(groups)
-        for sample in run_rounds(
-            [*groups[shift:], *groups[:shift]],
-            1,
-            env=ctx.env,
-            cwd=ctx.work,
-            log_dir=ctx.logs / "dagproc_versions",
-            warmup=False,
-            say=ctx.say,
-        ):
-            sample.round = done - 1
-            samples.append(sample)
+        samples += one_round(ctx, groups, done - 1, "dagproc_versions")
         meta["rounds"] = done
         meta["loads"] = [*meta.get("loads", []), os.getloadavg()[0]]
         meta["minutes"] = (time.monotonic() - started) / 60
