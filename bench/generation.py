@@ -9,7 +9,15 @@ Cases, each a fresh process, interleaved per round:
   copy of the reference output, so it does no generation work);
 - noop: `fleet sync` again onto a folder that already holds the fleet;
 - onboard: `fleet sync` with one more customer in the store (then undone);
-- imports: the import floor, a process importing what the sync imports.
+- imports: the import floor, a process importing what the sync imports;
+- full_verified, onboard_verified: full and onboard as shipped, each file imported by
+  Airflow before it is written (composer/verify.py, issue 9).
+
+The other syncs run with `_FLEET_SKIP_VERIFY=1` (a switch for benchmarks only): the
+generation targets (3x the floor, no-op <= 1/5, onboarding ~ a no-op, memory) were set
+and first met before verify-by-import existed, and they measure what the layout and the
+pipeline cost; the verified pair puts verification's own price beside them, paired in
+the same rounds.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from bench.context import Context, template_operator_modules
 from bench.fleetgen import ONBOARDED_ID, write_store
 from bench.measure import Case, MeasurementFailed, Sample, probe_command, run_process, run_rounds
 
+UNVERIFIED = {"_FLEET_SKIP_VERIFY": "1"}  # composer.verify.SKIP_ENV
 SYNC_LINE = re.compile(
     r"(\d+) added, (\d+) changed, (\d+) removed, (\d+) unchanged;.* in ([\d.]+)s"
 )
@@ -67,7 +76,7 @@ def reference_output(ctx: Context, n: int) -> tuple[Path, str, Sample]:
     sample = run_process(
         f"gen{n}.reference",
         ctx.sync_command(store, f"file://{ref}"),
-        ctx.env,
+        {**ctx.env, **UNVERIFIED},  # verification is measured in cases of its own
         ctx.work,
         ctx.logs,
     )
@@ -116,18 +125,29 @@ def run(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
         targetstate.undo(ref, before, reference)
         return {**sync_counts(sample), **effect}
 
-    def full_sync(name: str, *, cold_cache: bool) -> Case:
+    def full_sync(name: str, *, cold_cache: bool, verified: bool = False) -> Case:
         def before() -> None:
             targetstate.reset(full_dir)
             if cold_cache:
                 shutil.rmtree(ctx.cache_dir, ignore_errors=True)
 
         command = lambda: ctx.sync_command(store, f"file://{full_dir}")  # noqa: E731
-        return Case(name, command, before=before, after=check_full)
+        env = {} if verified else UNVERIFIED
+        return Case(name, command, env=env, before=before, after=check_full)
+
+    def onboarding(name: str, *, verified: bool) -> Case:
+        return Case(
+            name,
+            lambda: ctx.sync_command(onboard_store, f"file://{ref}"),
+            env={} if verified else UNVERIFIED,
+            before=lambda: targetstate.snapshot(ref),
+            after=onboard_after,
+        )
 
     cases = [
         full_sync("full", cold_cache=False),
         full_sync("full_cold", cold_cache=True),
+        full_sync("full_verified", cold_cache=False, verified=True),
         Case(
             "floor",
             lambda: probe_command("write", str(blob), str(floor_dir)),
@@ -137,15 +157,12 @@ def run(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
         Case(
             "noop",
             lambda: ctx.sync_command(store, f"file://{ref}"),
+            env=UNVERIFIED,  # verifies nothing either way: it writes nothing
             before=lambda: targetstate.snapshot(ref),
             after=noop_after,
         ),
-        Case(
-            "onboard",
-            lambda: ctx.sync_command(onboard_store, f"file://{ref}"),
-            before=lambda: targetstate.snapshot(ref),
-            after=onboard_after,
-        ),
+        onboarding("onboard", verified=False),
+        onboarding("onboard_verified", verified=True),
         Case("imports", lambda: probe_command("imports", *_flags(modules))),
     ]
     ctx.say(f"generation N={n}: {rounds} rounds of {', '.join(c.name for c in cases)}")

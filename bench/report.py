@@ -154,14 +154,18 @@ class Report:
         for g in gens:
             s, n = g["samples"], g["n"]
             names = {
-                "full": "full sync (empty folder)",
-                "full_cold": "full sync, operator cache cold (first run)",
+                "full": "full sync (empty folder), verification off",
+                "full_cold": "full sync, operator cache cold (first run), verification off",
+                "full_verified": "full sync, every file imported by Airflow first (as shipped)",
                 "floor": "floor: compile() + write the same bytes",
                 "noop": "no-op sync (nothing changed)",
-                "onboard": "onboarding sync (+1 customer)",
+                "onboard": "onboarding sync (+1 customer), verification off",
+                "onboard_verified": "onboarding sync, verified (as shipped)",
                 "imports": "import floor (what the sync imports)",
             }
             for case, label in names.items():
+                if not any(x.case == case for x in s):
+                    continue  # results from before the case existed
                 rows.append(
                     [
                         f"{n:,}",
@@ -178,9 +182,14 @@ class Report:
         self.add(
             "`own timer`: the CLI's `in X s` (after its own imports) for syncs; the in-process "
             "loop for the floor; the import time for the import floor. "
-            "Files per sync: the shard files (`shards: auto`, ~16 customers a file) plus the "
-            "manifest and `.airflowignore`; onboarding rewrites the new customer's shard file "
-            "and the manifest, and must change no other customer's part of that file.",
+            "Files per sync: each customer's module (`fleet_parts/<id>.py`), the shard "
+            "files that load them (`shards: auto`, ~16 customers a file), the manifest and "
+            "`.airflowignore`; onboarding writes the new customer's module, rewrites its "
+            "shard file and the manifest, and must change no other customer's DAG code. "
+            "Verification off (`_FLEET_SKIP_VERIFY=1`, benchmarks only) is the terms the "
+            "generation targets were set on, before verify-by-import existed: what the "
+            "pipeline and the file layout cost. The verified cases are the same syncs as "
+            "shipped; their ratios to the unverified ones are verification's price.",
             "",
         )
         rows = []
@@ -204,6 +213,10 @@ class Report:
                     _f(paired(s, "onboard", "noop")),
                     _f(paired(s, "full", "imports", rss, diff), 0),
                     _f(paired(s, "noop", "imports", rss, diff), 0),
+                    _f(paired(s, "full_verified", "floor")),
+                    _f(paired(s, "full_verified", "full")),
+                    _f(paired(s, "onboard_verified", "noop")),
+                    _f(paired(s, "full_verified", "imports", rss, diff), 0),
                     _same(noop_files),
                     f"{onboard_files}; other customers' DAG code changed: {others}",
                     "yes" if same else "NO",
@@ -219,6 +232,10 @@ class Report:
                 "rss_over_imports": paired(s, "full", "imports", rss, diff),
                 "noop_rss_over_imports": paired(s, "noop", "imports", rss, diff),
                 "noop_files": noop_files,
+                "verified_floor": paired(s, "full_verified", "floor"),
+                "verified_full": paired(s, "full_verified", "full"),
+                "verified_onboard_noop": paired(s, "onboard_verified", "noop"),
+                "verified_rss_over_imports": paired(s, "full_verified", "imports", rss, diff),
             }
         self.table(
             [
@@ -230,6 +247,10 @@ class Report:
                 "onboarding ÷ no-op",
                 "full sync RSS - import floor, MB",
                 "no-op RSS - import floor, MB",
+                "verified full ÷ floor",
+                "verified full ÷ unverified full",
+                "verified onboarding ÷ no-op",
+                "verified full RSS - import floor, MB",
                 "files the no-op wrote",
                 "files onboarding wrote",
                 "output identical to the reference",
@@ -248,7 +269,8 @@ class Report:
             cold = f"; cold operator cache {r['cold_floor'].fmt()}x" if r["cold_floor"] else ""
             self.target(
                 f"full sync of {n:,} customers within 3x its floor",
-                f"{r['full_floor'].fmt()}x wall (CPU {r['full_floor_cpu'].fmt()}x{cold})",
+                f"{r['full_floor'].fmt()}x wall (CPU {r['full_floor_cpu'].fmt()}x{cold}), "
+                "verification off",
                 r["full_floor"].median <= 3,
             )
         if r["noop_full"]:
@@ -261,7 +283,7 @@ class Report:
         if r["onboard_noop"]:
             self.target(
                 "onboarding one customer ≈ a no-op (taken as within 1.2x)",
-                f"onboarding ÷ no-op = {r['onboard_noop'].fmt()} (N={n:,})",
+                f"onboarding ÷ no-op = {r['onboard_noop'].fmt()} (N={n:,}), verification off",
                 r["onboard_noop"].median <= 1.2,
             )
         if r["rss_over_imports"]:
@@ -272,8 +294,25 @@ class Report:
             )
             self.target(
                 f"peak memory of a {n:,}-customer sync within 150 MB of the Airflow import floor",
-                f"{r['rss_over_imports'].fmt(0)} MB over it, worker processes summed{cold}",
+                f"{r['rss_over_imports'].fmt(0)} MB over it, worker processes summed{cold}, "
+                "verification off",
                 r["rss_over_imports"].median <= 150,
+            )
+        if r.get("verified_floor"):
+            onboard = r["verified_onboard_noop"]
+            self.target(
+                f"the same targets with verify-by-import counted (N={n:,})",
+                f"full ÷ floor {r['verified_floor'].fmt()}x (verified ÷ unverified "
+                f"{r['verified_full'].fmt()}x); onboarding ÷ no-op "
+                f"{onboard.fmt() if onboard else '—'}x; "
+                f"{r['verified_rss_over_imports'].fmt(0)} MB over the import floor",
+                r["verified_floor"].median <= 3
+                and onboard is not None
+                and onboard.median <= 1.2
+                and r["verified_rss_over_imports"].median <= 150,
+                "verification is one import of every written file by Airflow (the DAG "
+                "processor's own parse and serialization, ~10 ms of CPU a DAG) plus one "
+                "Airflow import (~4 s) per building process: see bench/README.md#findings",
             )
 
     def parse(self) -> None:
