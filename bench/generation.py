@@ -89,7 +89,8 @@ def reference_output(ctx: Context, n: int) -> tuple[Path, str, Sample]:
     return ref, store, sample
 
 
-def run(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
+def run(ctx: Context, n: int, rounds: int, only: set[str] | None = None) -> dict[str, Any]:
+    """The cases above (`only`: a subset of them, by name) over `rounds` rounds."""
     base = ctx.work / "gen" / f"N{n}"
     ref, store, warm = reference_output(ctx, n)
     onboard_store = write_store(base / "fleet_onboard.db", n, onboard=True)
@@ -165,6 +166,11 @@ def run(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
         onboarding("onboard_verified", verified=True),
         Case("imports", lambda: probe_command("imports", *_flags(modules))),
     ]
+    if only:
+        unknown = only - {c.name for c in cases}
+        if unknown:
+            raise SystemExit(f"unknown generation case(s): {', '.join(sorted(unknown))}")
+        cases = [c for c in cases if c.name in only]
     ctx.say(f"generation N={n}: {rounds} rounds of {', '.join(c.name for c in cases)}")
     samples = run_rounds(
         [[c] for c in cases],

@@ -105,6 +105,7 @@ class Runner:
         self.results: dict[str, Any] = {}
         self.refs: dict[int, Path] = {}
         self.peers: dict[int, dict[str, Path]] = {}
+        self.generation_cases: set[str] | None = None  # None: every case
 
     def reference(self, n: int) -> Path:
         """The generated fleet of N (from the generation part, or synced now)."""
@@ -126,7 +127,7 @@ class Runner:
         )
         for n in sizes:
             if "generation" in plan.parts and n in plan.generation:
-                result = generation.run(ctx, n, plan.generation[n])
+                result = generation.run(ctx, n, plan.generation[n], self.generation_cases)
                 self.refs[n] = ctx.work / "gen" / f"N{n}" / "ref"
                 self.results[f"generation_{n:06d}"] = result
             fleet = next((p for p in plan.parse_fleet if p.n == n), None)
@@ -202,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, help="rounds for every section")
     ap.add_argument("--out", type=Path, help="where to write the results markdown")
     ap.add_argument(
+        "--generation-cases",
+        help="only these cases of the generation part, comma-separated (default: all; "
+        "e.g. full,floor,noop,onboard,imports for the targets without the verified syncs)",
+    )
+    ap.add_argument(
         "--generation-n",
         help="fleet sizes of the generation part, comma-separated (default: 1000,10000)",
     )
@@ -244,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     code = os.environ.get(DESCRIPTION_ENV, str(frozen))
     ctx.say(f"benchmark plan: {plan.describe()}; parts: {', '.join(sorted(plan.parts))}")
     runner = Runner(ctx, plan)
+    if args.generation_cases:
+        runner.generation_cases = {c.strip() for c in args.generation_cases.split(",") if c.strip()}
     started = time.monotonic()
     runner.run()
     meta = {

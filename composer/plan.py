@@ -14,6 +14,7 @@ import json
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from composer import layout
 from composer.errors import ConfigError
@@ -58,6 +59,25 @@ class Entry:
         }
 
 
+def _one_entry_a_line(body: dict[str, Any]) -> str:
+    """JSON with one line per file and per customer, keys sorted: a diff of two
+    manifests shows the entries that changed. Each line is encoded by json's C encoder;
+    `indent=` would switch to the pure-Python one, ~1 s per write at 10,000 customers
+    (and a sync that writes anything writes the manifest twice)."""
+    fields = []
+    for key in sorted(body):
+        value = body[key]
+        if isinstance(value, dict) and value:
+            entries = ",\n".join(
+                f"  {json.dumps(k)}: {json.dumps(v, sort_keys=True)}"
+                for k, v in sorted(value.items())
+            )
+            fields.append(f" {json.dumps(key)}: {{\n{entries}\n }}")
+        else:
+            fields.append(f" {json.dumps(key)}: {json.dumps(value, sort_keys=True)}")
+    return "{\n" + ",\n".join(fields) + "\n}\n"
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What the fleet wrote: each owned file's md5 as written, and each customer's entry
@@ -84,11 +104,7 @@ class Manifest:
             body["moved_out"] = self.moved_out
         if self.moved_in:
             body["moved_in"] = self.moved_in
-        if self.moved_out:
-            body["moved_out"] = self.moved_out
-        if self.moved_in:
-            body["moved_in"] = self.moved_in
-        return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
+        return _one_entry_a_line(body).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> Manifest:

@@ -160,3 +160,22 @@ def test_a_manifest_without_digests_means_a_full_build_once(tmp_path, demo_snaps
     assert len(built) == 15 and result.written == 0 and fleet_plan.plan.manifest_changed
     assert {c: customer_part(target, c) for c in parts} == parts
     assert all(e["inputs"] for e in published(target)["customers"].values())
+
+
+def test_a_manifest_is_one_line_per_customer_and_file_so_a_change_is_one_line():
+    from composer.plan import Entry, Manifest
+
+    customers = {
+        c: Entry(inputs=c * 4, file="fleet_shard_000.py", dags=(f"{c}__main",)) for c in "abc"
+    }
+    before = Manifest(files={"x.py": "1", "y.py": "2"}, customers=customers, shards=1)
+    after = Manifest(
+        files=before.files,
+        customers={**customers, "b": Entry(inputs="changed", file="fleet_shard_000.py")},
+        shards=1,
+    )
+    old, new = before.to_bytes().decode(), after.to_bytes().decode()
+    assert Manifest.from_bytes(old.encode()) == before
+    assert json.loads(new)["customers"]["b"]["inputs"] == "changed"
+    changed = [(a, b) for a, b in zip(old.splitlines(), new.splitlines(), strict=True) if a != b]
+    assert len(changed) == 1 and changed[0][1].lstrip().startswith('"b": ')
