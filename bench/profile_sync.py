@@ -58,6 +58,7 @@ def _phase_times(stats: pstats.Stats) -> list[tuple[str, float, int]]:
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.profile_sync")
     ap.add_argument("n", type=int)
+    ap.add_argument("--stats", help="also save the raw cProfile stats here (pstats)")
     ap.add_argument("--noop", action="store_true")
     ap.add_argument("--memory", action="store_true")
     args = ap.parse_args()
@@ -119,6 +120,8 @@ def main() -> None:
     sync()
     profile.disable()
     wall = time.perf_counter() - started
+    if args.stats:
+        profile.dump_stats(args.stats)
     print(f"{what} sync of N={args.n} ({3 * args.n} DAG files): {wall:.1f}s under cProfile")
     for label, seconds, calls in _phase_times(pstats.Stats(profile)):
         print(

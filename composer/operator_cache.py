@@ -71,6 +71,10 @@ class FactCache:
     def __init__(self, directory: Path | None) -> None:
         self.path = directory / f"operators-{environment_key()}.json" if directory else None
         self._entries: dict[str, dict[str, Any]] | None = None
+        # Entries whose files were checked in this process: checked once, not on every
+        # look-up (a 10,000-customer sync looks up ~200,000 times, each a stat per file),
+        # since this process has imported those files already and will not re-import them.
+        self._checked: dict[str, Any] = {}
 
     @classmethod
     def default(cls) -> FactCache:
@@ -90,12 +94,15 @@ class FactCache:
 
     def get(self, key: str) -> Any | None:
         """The value stored under key, or None when absent or any of its files changed."""
+        if key in self._checked:
+            return self._checked[key]
         entry = self._load().get(key)
         if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict):
             return None
         if any(_stamp(path) != stamp for path, stamp in entry["files"].items()):
             return None
-        return entry.get("value")
+        self._checked[key] = value = entry.get("value")
+        return value
 
     def put(self, key: str, value: Any, files: list[str]) -> None:
         """Store value, learned from files; written through at once (atomically)."""
@@ -104,6 +111,7 @@ class FactCache:
             return  # learned from something that is not a plain file: do not keep it
         entries = self._load()
         entries[key] = {"value": value, "files": stamps}
+        self._checked[key] = value
         if self.path is None:
             return
         try:
