@@ -99,6 +99,23 @@ def test_an_entry_is_dropped_when_a_file_it_was_learned_from_changes(tmp_path):
     assert FactCache(tmp_path / "cache").get("operator:ops.Op") is None
 
 
+def test_an_entry_is_checked_against_its_files_once_per_run(tmp_path, monkeypatch):
+    source = tmp_path / "ops.py"
+    source.write_text("x = 1\n")
+    FactCache(tmp_path / "cache").put("operator:ops.Op", {"arguments": ["a"]}, [str(source)])
+    run = FactCache(tmp_path / "cache")
+    stats: list[str] = []
+    real_stat = os.stat
+    monkeypatch.setattr(
+        os, "stat", lambda p, *a, **k: stats.append(str(p)) or real_stat(p, *a, **k)
+    )
+    for _ in range(50):
+        assert run.get("operator:ops.Op") == {"arguments": ["a"]}
+    assert stats.count(str(source)) == 1
+    source.write_text("x = 12\n")  # the next run sees the change
+    assert FactCache(tmp_path / "cache").get("operator:ops.Op") is None
+
+
 def test_a_changed_operator_signature_is_seen_by_the_next_run(tmp_path):
     """An operator module edited in place (a provider upgrade does the same) is imported
     again, and its new required argument is enforced."""
