@@ -26,7 +26,8 @@ from composer.store import (
     open_store,
     schema_statements,
 )
-from composer.store.spanner import SpannerStore, plain_json
+from composer.store.spanner import SpannerStore
+from composer.store.spanner_rows import plain_json
 from tests.conftest import assert_serves_on_loopback_then_releases_its_port
 from tests.spanner_emulator import SpannerEmulator
 from tests.test_store_spanner_mock import NESTED

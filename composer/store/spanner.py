@@ -10,7 +10,7 @@ come from Terraform; ``init_schema`` only adds the tables that are missing.
 Every failure is a ``StoreError`` with a one-line message, and arrives within seconds:
 the client's own defaults retry an unreachable endpoint for 30 s per session and
 restart a broken result stream without any limit, so every RPC of this store gets a
-short gRPC deadline and retry window (``_Budget``), and a store operation that runs
+short gRPC deadline and retry window (``Budget``), and a store operation that runs
 out of time stops at its next RPC.
 """
 
@@ -19,20 +19,14 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import inspect
-import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.api_core import gapic_v1
-from google.api_core import retry as gretry
 from google.auth import exceptions as auth_exc
 from google.cloud.spanner_v1 import Client
-from google.cloud.spanner_v1.data_types import JsonObject
-from google.cloud.spanner_v1.database import Database
 
 from composer.errors import StoreError, StoreUrlError
 from composer.store import (
@@ -43,6 +37,8 @@ from composer.store import (
     schema_statements,
     table_columns,
 )
+from composer.store.spanner_budget import Budget, BudgetedClient, BudgetedDatabase
+from composer.store.spanner_rows import mutation_values, row_dict
 
 EMULATOR_ENV = "SPANNER_EMULATOR_HOST"
 EMULATOR_INSTANCE_CONFIG = "emulator-config"
@@ -86,8 +82,6 @@ INTEGRATIONS_SQL = (
     f"SELECT {', '.join(INTEGRATION_COLUMNS)} FROM integrations "
     "ORDER BY customer_id, integration_id"
 )
-_JSON_COLUMNS = frozenset({"params", "task_overrides"})
-_BOOL_COLUMNS = frozenset({"active", "enabled"})
 
 # How long one RPC may take (gRPC deadline), how long a transient UNAVAILABLE /
 # RESOURCE_EXHAUSTED is retried, how long a whole store operation may take, and how
@@ -142,10 +136,10 @@ class SpannerStore:
             f"projects/{self.project}/instances/{self.instance_id}/databases/{self.database_id}"
         )
         self._create_missing = create_missing
-        self._budget = _Budget(rpc_timeout, retry_seconds)
+        self._budget = Budget(rpc_timeout, retry_seconds)
         self._operation_seconds = operation_seconds
-        self._client: _Client | None = None
-        self._database: _Database | None = None
+        self._client: BudgetedClient | None = None
+        self._database: BudgetedDatabase | None = None
         self._endpoint = "spanner.googleapis.com"
 
     # -- the Store protocol ---------------------------------------------------------
@@ -157,9 +151,9 @@ class SpannerStore:
             with database.snapshot(multi_use=True) as snapshot:
                 customer_rows = list(snapshot.execute_sql(CUSTOMERS_SQL))
                 integration_rows = list(snapshot.execute_sql(INTEGRATIONS_SQL))
-        customers = tuple(CustomerRow(**_row_dict(CUSTOMER_COLUMNS, row)) for row in customer_rows)
+        customers = tuple(CustomerRow(**row_dict(CUSTOMER_COLUMNS, row)) for row in customer_rows)
         integrations = tuple(
-            IntegrationRow(**_row_dict(INTEGRATION_COLUMNS, row)) for row in integration_rows
+            IntegrationRow(**row_dict(INTEGRATION_COLUMNS, row)) for row in integration_rows
         )
         return Snapshot(customers=customers, integrations=integrations)
 
@@ -180,8 +174,8 @@ class SpannerStore:
 
     def insert(self, snapshot: Snapshot) -> None:
         """All rows in one commit (customers first, then their integrations)."""
-        customers = [_mutation_values(CUSTOMER_COLUMNS, row) for row in snapshot.customers]
-        integrations = [_mutation_values(INTEGRATION_COLUMNS, row) for row in snapshot.integrations]
+        customers = [mutation_values(CUSTOMER_COLUMNS, row) for row in snapshot.customers]
+        integrations = [mutation_values(INTEGRATION_COLUMNS, row) for row in snapshot.integrations]
         if not customers and not integrations:
             return
         with self._operation("insert"):
@@ -199,7 +193,7 @@ class SpannerStore:
             return self._create_missing
         return bool(os.environ.get(EMULATOR_ENV))
 
-    def _connect(self) -> _Database:
+    def _connect(self) -> BudgetedDatabase:
         if self._database is not None:
             return self._database
         emulator_host = os.environ.get(EMULATOR_ENV)
@@ -209,7 +203,7 @@ class SpannerStore:
         if "disable_builtin_metrics" in inspect.signature(Client.__init__).parameters:
             # Built-in metrics export to Cloud Monitoring from a background thread.
             kwargs["disable_builtin_metrics"] = True
-        client = _Client(budget=self._budget, **kwargs)
+        client = BudgetedClient(budget=self._budget, **kwargs)
         instance = client.instance(
             self.instance_id,
             configuration_name=(
@@ -219,7 +213,7 @@ class SpannerStore:
             node_count=1,
         )
         self._client = client
-        self._database = _Database(self.database_id, instance, budget=self._budget)
+        self._database = BudgetedDatabase(self.database_id, instance, budget=self._budget)
         return self._database
 
     @contextlib.contextmanager
@@ -296,7 +290,7 @@ class SpannerStore:
 
     # -- schema helpers -------------------------------------------------------------
 
-    def _ensure_emulator_instance_and_database(self, database: _Database) -> None:
+    def _ensure_emulator_instance_and_database(self, database: BudgetedDatabase) -> None:
         instance = database._instance
         if not instance.exists():
             with contextlib.suppress(gexc.AlreadyExists):
@@ -305,7 +299,7 @@ class SpannerStore:
             with contextlib.suppress(gexc.AlreadyExists):
                 self._wait(database.create(), _ADMIN_OPERATION_SECONDS, "creating the database")
 
-    def _existing_objects(self, database: _Database) -> set[tuple[str, str]]:
+    def _existing_objects(self, database: BudgetedDatabase) -> set[tuple[str, str]]:
         api = self._client.database_admin_api  # type: ignore[union-attr]
         response = api.get_database_ddl(database=database.name)
         found = set()
@@ -325,178 +319,6 @@ class SpannerStore:
                 f"finish within {seconds:g}s; it may still be running, check the "
                 "database's operations and retry"
             ) from None
-
-
-# -- call budget ----------------------------------------------------------------------
-
-
-class _Budget:
-    """Default deadline and retry for every RPC, and the current operation's end."""
-
-    def __init__(self, rpc_timeout: float, retry_seconds: float) -> None:
-        self.rpc_timeout = rpc_timeout
-        self.retry_seconds = retry_seconds
-        self._end: float | None = None
-        self._seconds = 0.0
-
-    def start(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._end = time.monotonic() + seconds
-
-    def stop(self) -> None:
-        self._end = None
-
-    def apply(self, kwargs: dict[str, Any]) -> None:
-        timeout = self.rpc_timeout
-        if self._end is not None:
-            remaining = self._end - time.monotonic()
-            if remaining <= 0:
-                # DeadlineExceeded, not UNAVAILABLE: the client's stream-restart loop
-                # retries UNAVAILABLE forever, but lets this one through.
-                raise gexc.DeadlineExceeded(f"no result within {self._seconds:g}s")
-            timeout = min(timeout, remaining)
-        if kwargs.get("timeout", gapic_v1.method.DEFAULT) is gapic_v1.method.DEFAULT:
-            kwargs["timeout"] = timeout
-        if kwargs.get("retry", gapic_v1.method.DEFAULT) is gapic_v1.method.DEFAULT:
-            kwargs["retry"] = gretry.Retry(
-                predicate=gretry.if_exception_type(gexc.ServiceUnavailable, gexc.ResourceExhausted),
-                initial=0.1,
-                maximum=1.0,
-                multiplier=2.0,
-                timeout=min(self.retry_seconds, timeout),
-            )
-
-
-class _Guarded:
-    """A GAPIC client whose RPC methods (those taking `retry` and `timeout`) get the
-    budget's defaults; everything else is forwarded as is."""
-
-    _rpc_names: dict[tuple[type, str], bool] = {}  # noqa: RUF012 (a shared cache)
-
-    def __init__(self, api: Any, budget: _Budget) -> None:
-        self._api = api
-        self._budget = budget
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._api, name)
-        if name.startswith("_") or not callable(attr) or not self._is_rpc(name, attr):
-            return attr
-        budget = self._budget
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            budget.apply(kwargs)
-            return attr(*args, **kwargs)
-
-        return call
-
-    def _is_rpc(self, name: str, attr: Any) -> bool:
-        key = (type(self._api), name)
-        known = self._rpc_names.get(key)
-        if known is None:
-            try:
-                params = inspect.signature(attr).parameters
-            except (TypeError, ValueError):
-                params = {}
-            known = self._rpc_names[key] = "retry" in params and "timeout" in params
-        return known
-
-
-class _Client(Client):
-    """The official client, with this store's budget on both admin APIs."""
-
-    def __init__(self, *, budget: _Budget, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._fleet_budget = budget
-
-    @property
-    def instance_admin_api(self) -> Any:
-        return _Guarded(super().instance_admin_api, self._fleet_budget)
-
-    @property
-    def database_admin_api(self) -> Any:
-        return _Guarded(super().database_admin_api, self._fleet_budget)
-
-
-class _Database(Database):
-    """The official database, with this store's budget on the data API (sessions,
-    queries, commits)."""
-
-    def __init__(self, database_id: str, instance: Any, *, budget: _Budget) -> None:
-        super().__init__(database_id, instance)
-        self._fleet_budget = budget
-
-    @property
-    def spanner_api(self) -> Any:
-        return _Guarded(super().spanner_api, self._fleet_budget)
-
-
-# -- rows -----------------------------------------------------------------------------
-
-
-def _row_dict(columns: tuple[str, ...], row: list[Any]) -> dict[str, Any]:
-    return {
-        column: plain_json(value) if column in _JSON_COLUMNS else value
-        for column, value in zip(columns, row, strict=True)
-    }
-
-
-def plain_json(value: Any) -> Any:
-    """A JSON value read from Spanner as plain Python data: dict, list, str, int,
-    float, bool or None (SQL NULL and JSON null alike).
-
-    The client returns a JSON column as a JsonObject, a dict subclass that keeps a
-    top-level array, scalar or JSON null outside the dict (`_array_value`,
-    `_simple_value`, `_is_null`); a plain `dict(value)` would lose those.
-    """
-    if isinstance(value, JsonObject):
-        if getattr(value, "_is_null", False):
-            return None
-        if getattr(value, "_is_array", False):
-            return [plain_json(item) for item in value._array_value]
-        if getattr(value, "_is_scalar_value", False):
-            return plain_json(value._simple_value)
-        return {str(key): plain_json(item) for key, item in dict.items(value)}
-    if isinstance(value, dict):
-        return {str(key): plain_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain_json(item) for item in value]
-    return value
-
-
-def json_text(value: Any) -> str | None:
-    """What a mutation writes into a JSON column: None stays SQL NULL; a str is
-    taken as JSON text (as the SQLite store keeps it) and must parse; anything else
-    is encoded. Raises ValueError."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        json.loads(value)
-        return value
-    return json.dumps(plain_json(value), ensure_ascii=False, allow_nan=False, sort_keys=True)
-
-
-def _mutation_values(columns: tuple[str, ...], row: CustomerRow | IntegrationRow) -> list[Any]:
-    values = []
-    for column in columns:
-        value = getattr(row, column)
-        if column in _JSON_COLUMNS:
-            try:
-                value = json_text(value)
-            except (TypeError, ValueError) as exc:
-                raise StoreError(f"{_row_name(row)}, field {column}: not JSON: {exc}") from None
-        elif column in _BOOL_COLUMNS:
-            if isinstance(value, int) and value in (0, 1):
-                value = bool(value)
-            else:
-                raise StoreError(f"{_row_name(row)}, field {column}: not a boolean: {value!r}")
-        values.append(value)
-    return values
-
-
-def _row_name(row: CustomerRow | IntegrationRow) -> str:
-    if isinstance(row, IntegrationRow):
-        return f"customer {row.customer_id}, integration {row.integration_id}"
-    return f"customer {row.customer_id}"
 
 
 # -- DDL ------------------------------------------------------------------------------
