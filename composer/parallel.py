@@ -13,6 +13,7 @@ changed customers) are built in-process: starting workers would cost more than i
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import subprocess
@@ -22,8 +23,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
+from composer import layout
 from composer.build import FleetBuilder
 from composer.callables import callable_arguments
+from composer.dagspec import RenderedFile
 from composer.errors import BuildFailed, ConfigError
 from composer.operators import UnknownOperator
 from composer.templates import TemplateError
@@ -60,6 +63,13 @@ class PackedFile:
     md5: str
     packed: bytes  # zlib-compressed content, already compiled once
     part: bool = False  # the customer's DAGs as a file of their own (RenderedFile.part)
+    # For a part, what it is published as, made here in the building process so that the
+    # main process (one, serial) only routes bytes: the customer's module
+    # (fleet_parts/<id>.py) zlib-compressed, its md5, and the Airflow modules its builders
+    # import (which the shard file that loads it imports at the top).
+    module: bytes | None = None
+    module_md5: str = ""
+    airflow: tuple[str, ...] = ()
 
     @property
     def content(self) -> bytes:
@@ -90,17 +100,22 @@ def pack_chunk(
     if existing is not None and verifier is not None:
         verify_builds(builder, builds, existing, verifier)
     return [
-        PackedBuild(
-            b.customer_id,
-            [
-                PackedFile(f.path, f.customer_id, f.md5, zlib.compress(f.content, 1), f.part)
-                for f in b.files
-            ],
-            b.errors,
-            b.dag_ids,
-        )
+        PackedBuild(b.customer_id, [_packed(f) for f in b.files], b.errors, b.dag_ids)
         for b in builds
     ]
+
+
+def _packed(file: RenderedFile) -> PackedFile:
+    packed = PackedFile(
+        file.path, file.customer_id, file.md5, zlib.compress(file.content, 1), file.part
+    )
+    if file.part:
+        text = layout.split(file.content)[file.customer_id]
+        module = layout.part_module(file.customer_id, text).encode()
+        packed.module = zlib.compress(module, 1)
+        packed.module_md5 = hashlib.md5(module, usedforsecurity=False).hexdigest()
+        packed.airflow = layout.airflow_modules(text)
+    return packed
 
 
 class _Worker:

@@ -261,11 +261,10 @@ def _build(
             parts[0].md5 if parts else "",
             (*build.dag_ids, *sorted(legacy)),
             tuple(sorted(legacy)),
-            layout.airflow_modules(parts[0].content.decode()) if parts else (),
+            parts[0].airflow if parts else (),
         )
-        built[index][build.customer_id] = Built(
-            build.customer_id, entry, parts[0].packed if parts else None, legacy
-        )
+        module = (parts[0].module_md5, parts[0].module) if parts and parts[0].module else None
+        built[index][build.customer_id] = Built(build.customer_id, entry, module, legacy)
     return errors
 
 

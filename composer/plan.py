@@ -206,7 +206,8 @@ class Built:
 
     customer_id: str
     entry: Entry
-    solo: bytes | None  # zlib-compressed; None when it has no generated DAGs
+    module: tuple[str, bytes] | None  # (md5, zlib-compressed) of fleet_parts/<id>.py; None:
+    # no generated DAGs
     legacy: dict[str, tuple[str, bytes]]  # path -> (md5, zlib-compressed content)
 
 
@@ -281,7 +282,7 @@ def make_plan(
     owned = manifest.files
     conflicted: set[str] = set()
     for cid, item in sorted(built.items()):
-        paths = [*(_files(cid, item.entry) if item.solo is not None else []), *item.legacy]
+        paths = [*(_files(cid, item.entry) if item.module is not None else []), *item.legacy]
         for path in paths:
             if path in objects and path not in owned:
                 conflicted.add(cid)
@@ -298,7 +299,7 @@ def make_plan(
     entries: dict[str, Entry] = dict(unchanged)
     entries.update({c: b.entry for c, b in built.items() if c not in conflicted})
     entries.update({c: manifest.customers[c] for c in keep})
-    new_parts = {c: b for c, b in built.items() if c not in conflicted and b.solo is not None}
+    new_parts = {c: b for c, b in built.items() if c not in conflicted and b.module is not None}
 
     members: dict[str, set[str]] = {}
     for cid, entry in entries.items():
@@ -324,13 +325,13 @@ def make_plan(
             airflow_target,
         ).encode()
         wanted[shard] = md5_of(content)
-        _compare(plan, shard, content, wanted[shard], objects)
+        _compare(plan, shard, wanted[shard], objects, content=content)
     for cid, entry in sorted(entries.items()):
         for path in entry.legacy:
             if cid in built and cid not in conflicted:
                 md5, content = built[cid].legacy[path]
                 wanted[path] = md5
-                _compare(plan, path, zlib.decompress(content), md5, objects)
+                _compare(plan, path, md5, objects, packed=content)
             else:
                 wanted[path] = owned.get(path, "")
                 plan.unchanged += 1
@@ -365,9 +366,12 @@ def _place_part(
     there is no module to load: an unchanged customer's module went missing is rebuilt
     (`copy_missing`); an invalid customer without one has no DAGs to keep."""
     path = layout.part_path(cid)
-    if cid in new_parts:
-        text = layout.split(zlib.decompress(new_parts[cid].solo or b""))[cid]
-    elif objects.get(path) is not None and owned.get(path):
+    module = new_parts[cid].module if cid in new_parts else None
+    if module is not None:
+        md5, packed = module
+        _compare(plan, path, md5, objects, packed=packed)
+        return entry, md5
+    if objects.get(path) is not None and owned.get(path):
         plan.unchanged += 1
         return entry, owned[path]
     else:
@@ -380,13 +384,20 @@ def _place_part(
         entry = dataclasses.replace(entry, modules=layout.airflow_modules(text))
     content = layout.part_module(cid, text).encode()
     md5 = md5_of(content)
-    _compare(plan, path, content, md5, objects)
+    _compare(plan, path, md5, objects, content=content)
     return entry, md5
 
 
 def _compare(
-    plan: Plan, path: str, content: bytes, md5: str, objects: dict[str, ObjectState]
+    plan: Plan,
+    path: str,
+    md5: str,
+    objects: dict[str, ObjectState],
+    content: bytes | None = None,
+    packed: bytes | None = None,
 ) -> None:
+    """Count the file as added, changed or unchanged; the first two keep its bytes
+    (`packed`: already zlib-compressed, else `content` is compressed here)."""
     current = objects.get(path)
     if current is None:
         plan.added.append(path)
@@ -395,4 +406,4 @@ def _compare(
     else:
         plan.unchanged += 1
         return
-    plan.contents[path] = zlib.compress(content, 1)
+    plan.contents[path] = packed if packed is not None else zlib.compress(content or b"", 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -244,3 +245,45 @@ def test_the_airflow_2_target_imports_the_parsing_context_from_airflow_2(tmp_pat
     text = (target / dag_file(target, "austin-isd")).read_text()
     assert "from airflow.utils.dag_parsing_context import get_parsing_context\n" in text
     assert "airflow.sdk" not in text
+
+
+# The first definitions of split() and airflow_modules(): whole-text regexes, kept here as
+# the reference the line-by-line versions must agree with.
+_PART_REFERENCE = re.compile(
+    r"^# --- dagfleet customer ([A-Za-z0-9_-]+): begin ---\n.*?"
+    r"^# --- dagfleet customer \1: end ---\n",
+    re.DOTALL | re.MULTILINE,
+)
+_IMPORT_REFERENCE = re.compile(r"^ +from (airflow\.[\w.]+) import ", re.MULTILINE)
+_BEGIN = "# --- dagfleet customer {}: begin ---\n"
+_END = "# --- dagfleet customer {}: end ---\n"
+_ODD_TEXTS = [
+    "",
+    _BEGIN.format("a"),  # never ended
+    _BEGIN.format("a") + _END.format("a"),  # empty part
+    "x" + _BEGIN.format("a") + "body\n" + _END.format("a"),  # begin not at a line start
+    _BEGIN.format("a") + "body " + _END.format("a") + _END.format("a"),  # end inside a line
+    _BEGIN.format("a") + _BEGIN.format("b") + "b\n" + _END.format("b") + _END.format("a"),
+    _BEGIN.format("a") + "1\n" + _END.format("b") + _END.format("a") + _BEGIN.format("c"),
+    _BEGIN.format("a") + "1\n" + _END.format("a") + "\n" + _BEGIN.format("b") + _END.format("b"),
+    _BEGIN.format("a b") + _END.format("a b"),  # not an id
+    _BEGIN.format("a").rstrip("\n"),  # no newline at all
+    "  from airflow.sdk import DAG\n\tfrom airflow.x import y\nfrom airflow.top import z\n"
+    "    from airflow.providers.google.cloud.operators.bigquery import A, B\n"
+    "    from airflowx.y import z\n    from  airflow.two import spaces\n",
+]
+
+
+def test_parts_and_airflow_imports_are_found_as_the_whole_text_regexes_found_them(
+    tmp_path, demo_snapshot
+):
+    sync(make_store(tmp_path / "fleet.db", demo_snapshot), tmp_path / "out")
+    texts = [p.read_text() for p in sorted((tmp_path / "out" / "fleet_parts").glob("*.py"))]
+    assert len(texts) > 10
+    texts.append("".join(texts))  # many customers' parts in one text
+    for text in [*texts, *_ODD_TEXTS]:
+        expected = {m.group(1): m.group(0) for m in _PART_REFERENCE.finditer(text)}
+        assert layout.split(text) == expected, text[:200]
+        assert layout.airflow_modules(text) == tuple(
+            sorted(set(_IMPORT_REFERENCE.findall(text)))
+        ), text[:200]
