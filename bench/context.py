@@ -47,7 +47,7 @@ class Context:
                 "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "1200",
                 "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
                 "PYTHONUNBUFFERED": "1",
-                # The operator-signature cache (composer/operator_cache.py) of this run
+                # The operator-signature cache (composer/compose/operator_cache.py) of this run
                 # only: the warm-up sync fills it, the `full_cold` case empties it first.
                 "FLEET_CACHE_DIR": str(self.cache_dir),
             }
@@ -74,7 +74,7 @@ class Context:
         return [
             sys.executable,
             "-m",
-            "composer.cli",
+            "composer.cli.main",
             "sync",
             "--store",
             store_url,

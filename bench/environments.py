@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.context import REPO, Context
 from bench.fleetgen import fleet_snapshot, write_store
-from composer.environments import Environment, Member, assign
+from composer.plan.environments import Environment, Member, assign
 
 CAPACITY = 30000  # equal weights; big enough that no environment is refused
 
@@ -43,7 +43,7 @@ def templates_with(ctx: Context, root: Path, n_envs: int) -> Path:
 def fleet(ctx: Context, *args: str) -> tuple[float, str]:
     started = time.perf_counter()
     run = subprocess.run(
-        [sys.executable, "-m", "composer.cli", *args],
+        [sys.executable, "-m", "composer.cli.main", *args],
         env=ctx.env,
         capture_output=True,
         text=True,

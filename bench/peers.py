@@ -28,8 +28,8 @@ from typing import Any
 import yaml
 
 from composer.build import FleetBuilder
-from composer.dagspec import AssetRef, Call, CodeRef, DagSpec
-from composer.rendering import render_dag
+from composer.compose.dagspec import AssetRef, Call, CodeRef, DagSpec
+from composer.render import render_dag
 from composer.store import Snapshot
 
 PEERS = ("ours", "hand", "loop", "dagfactory")
@@ -118,7 +118,7 @@ def per_dag_path(spec: DagSpec) -> str:
 
 def write_ours_per_dag(out: Path, specs: list[DagSpec]) -> None:
     """dagfleet's rendering of each main DAG as a file of its own (its layout before the
-    shard files of composer/layout.py), for comparison with the other per-file peers."""
+    shard files of composer/render/layout.py), for comparison with the other per-file peers."""
     for spec in specs:
         dest = out / per_dag_path(spec)
         dest.parent.mkdir(parents=True, exist_ok=True)

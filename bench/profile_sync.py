@@ -26,19 +26,19 @@ from bench.fleetgen import write_store
 PHASES = (  # (label, file fragment, function name) as cProfile names them
     ("plan_fleet (everything before writing)", "pipeline.py", "plan_fleet"),
     ("  read the store", "store/sqlite.py", "read_snapshot"),
-    ("  validate rows (build_fleet)", "model.py", "build_fleet"),
+    ("  validate rows (build_fleet)", "model/fleet.py", "build_fleet"),
     ("  list the target (+ md5 of every file)", "targets/local.py", "list_objects"),
-    ("  inputs digests", "build.py", "inputs_digest"),
-    ("  manifest: unchanged customers", "plan.py", "unchanged"),
-    ("build customers (plan + apply)", "build.py", "build"),
-    ("  compose (templates + params)", "composition.py", "compose"),
-    ("    import operator modules (once)", "operators.py", "import_object"),
-    ("    substitute placeholders", "composition.py", "_substitute"),
-    ("    check operator arguments", "composition.py", "_checked_args"),
-    ("  render the Python source", "rendering/dagfile.py", "render_builder"),
+    ("  inputs digests", "composer/build.py", "inputs_digest"),
+    ("  manifest: unchanged customers", "plan/changes.py", "unchanged"),
+    ("build customers (plan + apply)", "composer/build.py", "build"),
+    ("  compose (templates + params)", "compose/composition.py", "compose"),
+    ("    import operator modules (once)", "compose/operators.py", "import_object"),
+    ("    substitute placeholders", "compose/task_args.py", "_substitute"),
+    ("    check operator arguments", "compose/task_args.py", "_checked_args"),
+    ("  render the Python source", "render/dagfile.py", "render_builder"),
     ("  compile() every file", "~", "<built-in method builtins.compile>"),
-    ("make_plan", "plan.py", "make_plan"),
-    ("apply_plan (main thread)", "publish.py", "apply_plan"),
+    ("make_plan", "plan/changes.py", "make_plan"),
+    ("apply_plan (main thread)", "publish/apply.py", "apply_plan"),
     ("  files handed to the writers", "pipeline.py", "render"),
 )
 
@@ -70,7 +70,7 @@ def main() -> None:
     shutil.rmtree(target_dir, ignore_errors=True)
     target = f"file://{target_dir}"
 
-    from composer.operators import import_object
+    from composer.compose.operators import import_object
     from composer.pipeline import apply_fleet, plan_fleet
 
     for module in ("composer.callbacks", "airflow.sdk"):  # imports are not the question here

@@ -26,7 +26,7 @@ from bench.measure import Case, MeasurementFailed, Sample, probe_command, run_pr
 BUCKET = "dagfleet-bench"
 PREFIX = "dags"
 LATENCY_MS = 50
-JOBS = 16  # composer.publish.DEFAULT_JOBS, the CLI's default
+JOBS = 16  # composer.publish.apply.DEFAULT_JOBS, the CLI's default
 
 
 def available(repo: Path) -> bool:

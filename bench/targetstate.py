@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from composer.layout import split
+from composer.render.layout import split
 from composer.targets.lock import LOCK_FILE
 
 FileState = tuple[int, int, int]  # inode, mtime_ns, size
@@ -63,7 +63,7 @@ def onboarding_effect(
 ) -> dict[str, Any]:
     """What a sync that added `customer_id` to the reference fleet in `root` changed: the
     files it wrote, and the other customers whose DAG code changed (their parts of the
-    shard files, composer/layout.py; must be none)."""
+    shard files, composer/render/layout.py; must be none)."""
     changed = changes(before, snapshot(root))
     others: set[str] = set()
     for path in changed:

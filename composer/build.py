@@ -20,20 +20,19 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from composer import layout
-from composer.allowlist import legacy_problem
-from composer.composition import Composer
-from composer.dagspec import RenderedFile
+from composer.compose.allowlist import legacy_problem
+from composer.compose.composition import Composer
+from composer.compose.dagspec import RenderedFile
+from composer.compose.operator_cache import FactCache
+from composer.compose.operators import OperatorCatalog
 from composer.errors import ConfigError
-from composer.model import Customer, Integration, build_fleet, too_big
-from composer.operator_cache import FactCache
-from composer.operators import OperatorCatalog
-from composer.rendering import builder_name, render_builder
-from composer.rendering.literals import NotALiteral
-from composer.settings import FleetSettings, load_settings
+from composer.model.fleet import Customer, Integration, build_fleet, too_big
+from composer.model.settings import FleetSettings, load_settings
+from composer.model.templates import TemplateCatalog
+from composer.model.versions import check_rollout
+from composer.render import builder_name, layout, render_builder
+from composer.render.literals import NotALiteral
 from composer.store import Snapshot
-from composer.templates import TemplateCatalog
-from composer.versions import check_rollout
 
 
 @dataclass
@@ -75,7 +74,7 @@ class FleetBuilder:
         customer = self.fleet.customers[customer_id]
         descendants = self.fleet.active_descendants(customer_id)
         # Disabled integrations' templates and a parent's roll-up template decide which
-        # customer params are used (composer/params.py), so they are inputs too.
+        # customer params are used (composer/compose/params.py), so they are inputs too.
         templates = {i.template for i in customer.integrations} | set(customer.disabled_templates)
         if self.fleet.children.get(customer_id) and self.settings.rollup_template:
             templates.add(self.settings.rollup_template)
@@ -220,7 +219,7 @@ class FleetBuilder:
         return ConfigError(rendered.customer_id, None, field, f"{what} {problem}")
 
     def shard_of(self, customer_id: str) -> str:
-        """The file that holds the customer's DAGs (composer/layout.py)."""
+        """The file that holds the customer's DAGs (composer/render/layout.py)."""
         root = layout.tree_root(self.fleet, customer_id)
         return layout.shard_path(root, self.shards)
 

@@ -18,7 +18,7 @@ from composer.errors import ConfigError
 
 SHOWN_CUSTOMERS = 5  # customer ids a folded line names before "and N more"
 
-# The catalog's message for a template that does not load (composer/templates.py,
+# The catalog's message for a template that does not load (composer/model/templates.py,
 # TemplateCatalog._load): "NAME.yaml: FIELD: why", or "NAME.yaml: why" (YAML syntax).
 _TEMPLATE_MESSAGE = re.compile(
     r"(?P<file>[A-Za-z0-9][A-Za-z0-9_.-]*\.yaml): (?:(?P<field>[A-Za-z0-9_.\[\]-]+): )?(?P<why>.*)\Z",

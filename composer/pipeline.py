@@ -13,13 +13,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from composer import layout
 from composer.build import FleetBuilder
-from composer.environments import DEFAULT_NAME, Environment
 from composer.errors import ConfigError, SettingsError, TargetError
 from composer.parallel import BuildRunner, PackedFile
-from composer.plan import MANIFEST, Built, Entry, Manifest, Plan, make_plan
-from composer.publish import DEFAULT_JOBS, DEFAULT_LOCK_WAIT, ApplyResult, Progress, apply_plan
+from composer.plan.changes import MANIFEST, Built, Entry, Manifest, Plan, make_plan
+from composer.plan.environments import DEFAULT_NAME, Environment
+from composer.publish.apply import (
+    DEFAULT_JOBS,
+    DEFAULT_LOCK_WAIT,
+    ApplyResult,
+    Progress,
+    apply_plan,
+)
+from composer.render import layout
 from composer.store import open_store
 from composer.targets import ObjectState, Target, open_target
 
@@ -126,7 +132,7 @@ def plan_fleet(
             "fleet.yaml lists environments: name the one to plan (--environment NAME; "
             "the meta-DAG: FLEET_ENVIRONMENT)"
         )
-    from composer.fleetenvs import environment_shares
+    from composer.plan.fleetenvs import environment_shares
 
     shares = environment_shares(builder, [environment], target_url)
     return plan_shares(builder, shares, force_prune, build_jobs)[0]
@@ -212,7 +218,7 @@ def _members(builder: FleetBuilder, share: Share) -> list[str]:
 
 def _shard_count(builder: FleetBuilder, share: Share) -> int:
     """fleet.yaml's `shards`, else sized by the share's customers (kept at the count its
-    target is laid out with while that fits: composer/layout.py)."""
+    target is laid out with while that fits: composer/render/layout.py)."""
     if builder.settings.shards:
         return builder.settings.shards
     return layout.shard_count(len(_members(builder, share)), share.manifest.shards)

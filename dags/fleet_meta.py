@@ -138,7 +138,7 @@ def sync_fleet_task(**context: Any) -> dict[str, Any]:
         + [f"- {p}" for p in plan.removed]
     )
     _log_lines([f"warning: {w}" for w in fleet_plan.builder.fleet.warnings], logging.WARNING)
-    from composer.versions import plan_lines
+    from composer.model.versions import plan_lines
 
     _log_lines(plan_lines(fleet_plan.builder))  # who runs which template version
     from composer.error_lines import error_lines

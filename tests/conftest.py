@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.demo import snapshot_from_yaml
 from composer.store import CustomerRow, IntegrationRow, Snapshot, open_store
+from composer.store.demo import snapshot_from_yaml
 from tests.gcs_emulator import GcsEmulator
 from tests.spanner_emulator import EmulatorError, SpannerEmulator, find_emulator_binary
 
@@ -159,7 +159,7 @@ def bucket(gcs_emulator: GcsEmulator, monkeypatch) -> str:
 @pytest.fixture
 def fleet_cli(capsys) -> Callable[..., tuple[int, str, str]]:
     """Run `fleet ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    from composer.cli import main
+    from composer.cli.main import main
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -177,7 +177,7 @@ def published(target: Path) -> dict:
     """The manifest of a local target: each customer's shard file, part digest and DAGs."""
     import json
 
-    from composer.plan import MANIFEST
+    from composer.plan.changes import MANIFEST
 
     return json.loads((target / MANIFEST).read_text())
 
@@ -189,6 +189,6 @@ def dag_file(target: Path, customer_id: str) -> str:
 
 def customer_part(target: Path, customer_id: str) -> str:
     """The customer's part (its builders, markers included), from its published module."""
-    from composer import layout
+    from composer.render import layout
 
     return layout.split((target / layout.part_path(customer_id)).read_bytes())[customer_id]

@@ -16,8 +16,8 @@ from pathlib import Path
 import json_merge_patch
 import yaml
 
-from composer.demo import snapshot_from_yaml
 from composer.store import Snapshot
+from composer.store.demo import snapshot_from_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "templates"

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from composer.rendering.dagfile import STANDARD_PROVIDER_MOVES
-from composer.settings import load_settings
+from composer.model.settings import load_settings
+from composer.render.dagfile import STANDARD_PROVIDER_MOVES
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from tests.airflow2_env import (
     REPO,

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from composer import layout
-from composer.plan import MANIFEST
+from composer.plan.changes import MANIFEST
+from composer.render import layout
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from tests.conftest import TEMPLATES, add_customer, make_store, replace_customer
 
@@ -192,7 +192,7 @@ def read_files(root: Path) -> dict[str, bytes]:
 
 
 def parts_of(files: dict[str, bytes]) -> dict[str, str]:
-    """Each customer's part, from its module (composer/layout.py), by customer."""
+    """Each customer's part, from its module (composer/render/layout.py), by customer."""
     parts: dict[str, str] = {}
     for path, content in files.items():
         if path.startswith(f"{layout.PARTS_DIR}/"):
@@ -212,7 +212,7 @@ def baseline(tmp_path_factory, demo_snapshot) -> Baseline:
 
 def publish_baseline(root: Path, demo_snapshot: Snapshot) -> Baseline:
     """The demo plus bad-isd, synced into `root/dags` (other test modules share it)."""
-    from composer.cli import main
+    from composer.cli.main import main
 
     templates = root / "templates"
     shutil.copytree(TEMPLATES, templates)
@@ -385,7 +385,7 @@ CASES: dict[str, Case] = {
     "main_schedule_that_never_fires": Case(
         customer(main_schedule="0 2 30 2 *"), (E(BAD, None, "main_schedule", "never fires"),)
     ),
-    "main_schedule_unknown_preset": Case(  # @once is a schedule now (composer/timetables.py)
+    "main_schedule_unknown_preset": Case(  # @once is a schedule now (composer/compose/timetables.py)
         customer(main_schedule="@reboot"),
         (E(BAD, None, "main_schedule", "is not a recurring preset"),),
     ),

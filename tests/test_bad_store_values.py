@@ -297,7 +297,7 @@ def test_a_broken_size_cap_in_fleet_yaml_is_one_settings_error(
 
 def test_json_decoded_by_the_store_is_capped_like_json_text() -> None:
     """Spanner hands JSON columns over decoded: the cap measures their compact encoding."""
-    from composer.model import Limits, build_fleet
+    from composer.model.fleet import Limits, build_fleet
     from composer.store import CustomerRow
 
     row = CustomerRow("big-isd", "Big", "America/Chicago", True, params={"note": "x" * 2_000})
@@ -321,6 +321,6 @@ def test_json_decoded_by_the_store_is_capped_like_json_text() -> None:
     ],
 )
 def test_canonical_zones_are_accepted(name: str) -> None:
-    from composer.model import valid_timezone
+    from composer.model.fleet import valid_timezone
 
     assert valid_timezone(name)

@@ -1,4 +1,4 @@
-"""Callables for any callable-taking argument (composer/callables.py), from allow-lists.
+"""Callables for any callable-taking argument (composer/compose/callables.py), from allow-lists.
 
 The example fleet examples/features/callables_timetables/ is built and published like
 any fleet (verified by Airflow's own DagBag before it is published), then imported in
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from composer import callables_lib, layout
+from composer import callables_lib
 from composer.build import FleetBuilder
-from composer.rendering import builder_name
+from composer.render import builder_name, layout
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from tests.airflow2_env import REPO
 from tests.conftest import customer_part, make_store
@@ -268,7 +268,7 @@ def test_a_template_callable_missing_from_imports_is_refused(tmp_path: Path):
 def test_cli_refuses_a_store_value_naming_a_module_with_exit_1_and_one_line(
     templates: Path, tmp_path: Path, capsys
 ):
-    from composer.cli import main
+    from composer.cli.main import main
 
     store = make_store(
         tmp_path / "bad.db", _row({"record": {"args": {"python_callable": "subprocess.call"}}})
@@ -302,8 +302,8 @@ def test_shipped_callables_choose_by_local_weekday_and_resolve_group_relative_id
 
 @pytest.mark.airflow
 def test_any_argument_annotated_as_callable_takes_an_allow_listed_callable(tmp_path: Path):
-    from composer.callables import callable_arguments
-    from composer.operators import OperatorCatalog
+    from composer.compose.callables import callable_arguments
+    from composer.compose.operators import OperatorCatalog
 
     sensor = "airflow.providers.google.cloud.sensors.gcs.GCSObjectUpdateSensor"
     catalog = OperatorCatalog()
@@ -339,8 +339,8 @@ def test_any_argument_annotated_as_callable_takes_an_allow_listed_callable(tmp_p
 
 
 def test_fleet_deploy_ships_the_callables_the_generated_files_import():
-    from composer.deploy import deploy_files
-    from composer.verify import shipped_package_files
+    from composer.publish.deploy import deploy_files
+    from composer.verify.dagbag import shipped_package_files
 
     assert "composer/callables_lib.py" in deploy_files()
     # The verifier imports generated files against this copy, not the checkout.

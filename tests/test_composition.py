@@ -10,12 +10,12 @@ from functools import cache
 import pytest
 
 from composer.build import FleetBuilder
-from composer.dagspec import DagSpec, TaskSpec
+from composer.compose.dagspec import DagSpec, TaskSpec
+from composer.compose.params import looks_like_credential
+from composer.compose.schedule import dst_trouble, stagger, stagger_offset
 from composer.errors import ConfigError
-from composer.model import build_fleet
-from composer.params import looks_like_credential
-from composer.schedule import dst_trouble, stagger, stagger_offset
-from composer.settings import FleetSettings, load_settings
+from composer.model.fleet import build_fleet
+from composer.model.settings import FleetSettings, load_settings
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from tests.conftest import (
     TEMPLATES,
@@ -687,7 +687,7 @@ def test_the_same_rows_always_give_the_same_specs(demo_snapshot):
 def test_values_airflow_refuses_at_parse_time_are_refused_for_the_fleets_target(
     name, value, target, problem
 ):
-    from composer.operators import value_problem
+    from composer.compose.operators import value_problem
 
     assert problem in (value_problem(name, value, target) or "")
 
@@ -702,7 +702,7 @@ def test_values_airflow_refuses_at_parse_time_are_refused_for_the_fleets_target(
     ],
 )
 def test_values_valid_for_the_target_pass(name, value, target):
-    from composer.operators import value_problem
+    from composer.compose.operators import value_problem
 
     assert value_problem(name, value, target) is None
 
@@ -726,7 +726,7 @@ def test_values_valid_for_the_target_pass(name, value, target):
     ],
 )
 def test_a_broken_rollup_section_is_a_template_error_naming_the_key(rollup, field, message):
-    from composer.templates import TemplateError, parse_template
+    from composer.model.templates import TemplateError, parse_template
 
     raw = {
         "template": "r",
@@ -739,7 +739,7 @@ def test_a_broken_rollup_section_is_a_template_error_naming_the_key(rollup, fiel
 
 
 def test_per_source_names_are_known_in_the_rollup_tasks_only():
-    from composer.templates import TemplateError, parse_template
+    from composer.model.templates import TemplateError, parse_template
 
     task = {"operator": "x.Y", "args": {"sql": "{rows} {source_count}"}}
     rollup = {"sources": "s", "deadline": "0 9 * * *", "per_source": {"rows": "{t}"}}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from composer.dag_settings import DagSettingError, combine
-from composer.dagspec import CodeRef
-from composer.typed_values import duration
+from composer.compose.dag_settings import DagSettingError, combine
+from composer.compose.dagspec import CodeRef
+from composer.compose.typed_values import duration
 from tests.conftest import make_store
 from tests.examples import example_snapshot, example_templates
 from tests.test_typed_values import CUSTOMER, EXAMPLE, build

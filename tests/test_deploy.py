@@ -1,4 +1,4 @@
-"""`composer.deploy`: the meta-DAG, the package and the templates reach a DAG folder
+"""`composer.publish.deploy`: the meta-DAG, the package and the templates reach a DAG folder
 (a local one, and a GCS bucket on the emulator), idempotently, and Airflow then parses
 the meta-DAG and nothing of the package or the templates."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.deploy import IGNORE_COMMENT, airflowignore, deploy
 from composer.errors import TargetError
+from composer.publish.deploy import IGNORE_COMMENT, airflowignore, deploy
 from tests.conftest import REPO, TEMPLATES
 
 PACKAGE = REPO / "composer"
@@ -193,7 +193,7 @@ def test_deploy_to_gcs_matches_a_local_deploy_and_is_idempotent(
     assert in_bucket == folder_files(tmp_path / "local")
     assert (again.uploaded, again.removed) == ([], [])
     assert gcs_emulator.objects(bucket, "dags/") == before  # same generations
-    blob = gcs_emulator.client().bucket(bucket).get_blob("dags/composer/deploy.py")
+    blob = gcs_emulator.client().bucket(bucket).get_blob("dags/composer/publish/deploy.py")
     assert blob.content_type == "text/x-python"
 
 

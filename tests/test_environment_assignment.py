@@ -1,4 +1,4 @@
-"""Assignment of customers to Composer environments (composer/environments.py): pure,
+"""Assignment of customers to Composer environments (composer/plan/environments.py): pure,
 so it is checked on large synthetic fleets in milliseconds."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from composer.environments import Environment, Member, assign, rendezvous, roots
+from composer.plan.environments import Environment, Member, assign, rendezvous, roots
 
 
 def envs(n: int, capacity: int = 3000, start: int = 0) -> list[Environment]:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from bench.fleetgen import customer_rows, fleet_snapshot
-from composer import layout
 from composer.build import FleetBuilder
-from composer.fleetenvs import dag_count
-from composer.plan import MANIFEST
+from composer.plan.changes import MANIFEST
+from composer.plan.fleetenvs import dag_count
+from composer.render import layout
 from composer.store import Snapshot, open_store
 from tests.conftest import TEMPLATES, replace_customer
 from tests.gcs_emulator import GcsEmulator

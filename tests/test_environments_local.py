@@ -9,7 +9,7 @@ import pytest
 
 from composer.errors import SettingsError
 from composer.pipeline import plan_fleet
-from composer.plan import MANIFEST
+from composer.plan.changes import MANIFEST
 from tests.conftest import TEMPLATES
 
 

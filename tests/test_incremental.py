@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from composer.build import FleetBuilder
-from composer.layout import part_path
 from composer.pipeline import apply_fleet, plan_fleet
-from composer.plan import MANIFEST
+from composer.plan.changes import MANIFEST
+from composer.render.layout import part_path
 from tests.conftest import (
     TEMPLATES,
     add_customer,
@@ -163,7 +163,7 @@ def test_a_manifest_without_digests_means_a_full_build_once(tmp_path, demo_snaps
 
 
 def test_a_manifest_is_one_line_per_customer_and_file_so_a_change_is_one_line():
-    from composer.plan import Entry, Manifest
+    from composer.plan.changes import Entry, Manifest
 
     customers = {
         c: Entry(inputs=c * 4, file="fleet_shard_000.py", dags=(f"{c}__main",)) for c in "abc"

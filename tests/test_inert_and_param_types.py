@@ -9,14 +9,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from composer.inert import SAFE_MACRO, inert_text
-from composer.param_types import (
+from composer.compose.inert import SAFE_MACRO, inert_text
+from composer.compose.substitution import placeholders
+from composer.model.param_types import (
     ParamType,
     namespace_problem,
     parse_param_type,
     type_problem,
 )
-from composer.substitution import placeholders
 
 CONTEXT = {
     "ds": "2024-05-01",

@@ -1,4 +1,4 @@
-"""The file layout (composer/layout.py): shard files that load several customers' modules,
+"""The file layout (composer/render/layout.py): shard files that load several customers' modules,
 never a customer split over files, a worker building only its DAG, one module and its
 shard file rewritten per change, invalid customers' modules kept byte for byte, targets
 of earlier layouts migrated, and the prune guard counting DAGs."""
@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from composer import layout
 from composer.errors import PruneRefused
 from composer.pipeline import apply_fleet, plan_fleet
-from composer.plan import MANIFEST
-from composer.rendering import render_dag
+from composer.plan.changes import MANIFEST
+from composer.render import layout, render_dag
 from tests.conftest import (
     TEMPLATES,
     add_customer,

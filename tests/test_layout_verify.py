@@ -1,4 +1,4 @@
-"""Verification with shard files (composer/verify.py, composer/layout.py): each rebuilt
+"""Verification with shard files (composer/verify/dagbag.py, composer/render/layout.py): each rebuilt
 customer's part is imported by Airflow as a module of its own, header + part + footer,
 which is exactly what ships; one customer's refusal sets only that customer aside, even
 when its shard file is rewritten for another customer."""
@@ -8,9 +8,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from composer import layout
 from composer.pipeline import apply_fleet, plan_fleet
-from composer.verify import Verifier
+from composer.render import layout
+from composer.verify.dagbag import Verifier
 from tests.conftest import TEMPLATES, customer_part, make_store, published, replace_integration
 
 

@@ -83,8 +83,11 @@ BROKEN = {
         "'use_legacy_sqll'",
     ),
     "callable_not_in_imports": (
-        ("callback: composer.callbacks.log_failure", "callback: composer.demo.snapshot_from_yaml"),
-        "tasks.load.args.on_failure_callback: 'composer.demo.snapshot_from_yaml' is not a "
+        (
+            "callback: composer.callbacks.log_failure",
+            "callback: composer.store.demo.snapshot_from_yaml",
+        ),
+        "tasks.load.args.on_failure_callback: 'composer.store.demo.snapshot_from_yaml' is not a "
         "callable listed under the template's or fleet's imports",
     ),
     "callable_that_does_not_import": (
@@ -177,7 +180,7 @@ def test_lint_needs_no_store_and_never_imports_a_dagbag(tmp_path):
     folder = _folder(tmp_path, attendance=GOOD)
     script = (
         "import sys\n"
-        "from composer.cli import main\n"
+        "from composer.cli.main import main\n"
         f"code = main(['lint', '--templates', {str(folder)!r}])\n"
         "bags = [m for m in sys.modules if m.endswith('dagbag')]\n"
         "print('CODE', code, 'DAGBAG', bags)\n"

@@ -5,7 +5,7 @@ What Airflow itself records, read from its metadata DB and its REST API:
 - every published DAG is registered, unpaused, with no import error or DAG warning;
 - a district onboarded by inserting rows and running `fleet sync` is registered
   unpaused, and its next run is the time its staggered cron gives in its timezone
-  (computed here from `composer.schedule` and croniter, not read from the file);
+  (computed here from `composer.compose.schedule` and croniter, not read from the file);
 - a parent's roll-up DAG gets a run only once every active descendant's asset has an
   event, not after all but one (the events are posted through Airflow's REST API).
 
@@ -32,7 +32,7 @@ import pytest
 import yaml
 from croniter import croniter
 
-from composer.schedule import normalize_cron, stagger
+from composer.compose.schedule import normalize_cron, stagger
 from tests.airflow_services import (
     BIN,
     AirflowServices,

@@ -3,7 +3,7 @@ and a real `airflow dags test` run publishes the fleet, fails on an invalid cust
 and still publishes the valid ones.
 
 The runs use real Airflow 3 in a subprocess (its own AIRFLOW_HOME, SQLite metadata
-DB) over a DAG folder made by `composer.deploy`, the layout Composer gets; the
+DB) over a DAG folder made by `composer.publish.deploy`, the layout Composer gets; the
 deployed copy of the `composer` package is the one the tasks import.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from composer.deploy import deploy
 from composer.errors import StoreError
 from composer.pipeline import apply_fleet, plan_fleet
-from composer.plan import MANIFEST
+from composer.plan.changes import MANIFEST
+from composer.publish.deploy import deploy
 from composer.store import Snapshot
 from tests.conftest import REPO, TEMPLATES, make_store, remove_customer, replace_customer
 
@@ -335,7 +335,7 @@ def test_dags_test_with_fleet_environment_publishes_only_that_share(
     airflow_env, tmp_path, demo_store
 ):
     from composer.build import FleetBuilder
-    from composer.fleetenvs import assignment_of
+    from composer.plan.fleetenvs import assignment_of
     from composer.store import open_store
 
     templates = tmp_path / "templates"

@@ -1,6 +1,6 @@
 """No store value, anywhere, makes dagfleet import a module: operator and callable names
 in task overrides, params, and the legacy file a customer names are only ever looked up
-in the allow-lists (composer/allowlist.py).
+in the allow-lists (composer/compose/allowlist.py).
 
 The property watches `sys.modules` around building one customer whose rows hold the
 generated values. Everything the allow-lists name is imported once first (a warm-up

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.operator_cache import FactCache, environment_key
-from composer.operators import OperatorCatalog, UnknownOperator
+from composer.compose.operator_cache import FactCache, environment_key
+from composer.compose.operators import OperatorCatalog, UnknownOperator
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,7 @@ SYNC_ONE_CUSTOMER = """
     import json, sys
     from pathlib import Path
     from composer.build import FleetBuilder
-    from composer.demo import snapshot_from_yaml
+    from composer.store.demo import snapshot_from_yaml
     snapshot = snapshot_from_yaml(Path("examples/demo_fleet.yaml"))
     builder = FleetBuilder(snapshot, Path("templates"))
     build = builder.build("houston-isd")
@@ -124,7 +124,7 @@ def test_a_changed_operator_signature_is_seen_by_the_next_run(tmp_path):
     module = package / "myops.py"
     check = """
         import json, sys
-        from composer.operators import OperatorCatalog
+        from composer.compose.operators import OperatorCatalog
         catalog = OperatorCatalog()
         missing = catalog.missing_arguments("myops.ExportOperator", {"table"})
         print(json.dumps({"missing": missing, "imported": "myops" in sys.modules}))
@@ -171,7 +171,7 @@ BUILD_EVERY_CUSTOMER = """
     import json, sys
     from pathlib import Path
     from composer.build import FleetBuilder
-    from composer.demo import snapshot_from_yaml
+    from composer.store.demo import snapshot_from_yaml
     builder = FleetBuilder(snapshot_from_yaml(Path("examples/demo_fleet.yaml")), Path("templates"))
     builds = list(builder.builds())
     print(json.dumps({
@@ -201,7 +201,7 @@ REFUSED_OPERATOR = """
     import dataclasses, json, sys
     from pathlib import Path
     from composer.build import FleetBuilder
-    from composer.demo import snapshot_from_yaml
+    from composer.store.demo import snapshot_from_yaml
     from composer.store import Snapshot
     snapshot = snapshot_from_yaml(Path("examples/demo_fleet.yaml"))
     patch = {"export_grades": {"operator": "airflow.providers.google.NoSuchOperator"}}

@@ -99,7 +99,7 @@ def test_a_script_without_a_main_guard_builds_once(tmp_path, demo_snapshot):
             from pathlib import Path
             from composer import parallel
             from composer.build import FleetBuilder
-            from composer.demo import snapshot_from_yaml
+            from composer.store.demo import snapshot_from_yaml
             parallel.MIN_PER_WORKER = 1
             print("caller ran", flush=True)
             demo = Path({str(REPO / "examples/demo_fleet.yaml")!r})

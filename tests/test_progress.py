@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from composer.publish import Progress
+from composer.publish.apply import Progress
 
 
 class Terminal(io.StringIO):

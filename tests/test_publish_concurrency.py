@@ -20,7 +20,7 @@ import pytest
 
 from composer.errors import TargetError
 from composer.pipeline import apply_fleet, plan_fleet
-from composer.plan import MANIFEST
+from composer.plan.changes import MANIFEST
 from composer.targets.local import TMP_PREFIX, LocalTarget
 from tests.conftest import REPO, TEMPLATES, add_customer, make_store, remove_customer
 from tests.test_publish_local import new_district, sync
@@ -150,7 +150,7 @@ def test_concurrent_syncs_of_an_old_and_a_new_store_never_orphan_a_customer(
     for _round in range(2):
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "composer.cli", "sync", "--store", store],
+                [sys.executable, "-m", "composer.cli.main", "sync", "--store", store],
                 cwd=tmp_path,
                 env=env,
                 stdout=subprocess.PIPE,
@@ -160,7 +160,7 @@ def test_concurrent_syncs_of_an_old_and_a_new_store_never_orphan_a_customer(
             for store in (new, old)
         ]
         planner = subprocess.Popen(
-            [sys.executable, "-m", "composer.cli", "plan", "--store", new],
+            [sys.executable, "-m", "composer.cli.main", "plan", "--store", new],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -175,7 +175,7 @@ def test_concurrent_syncs_of_an_old_and_a_new_store_never_orphan_a_customer(
         assert fleet_files(target) <= owned(target)
         assert not [p for p in target.rglob(f"{TMP_PREFIX}*")]
     code = subprocess.run(
-        [sys.executable, "-m", "composer.cli", "sync", "--store", new],
+        [sys.executable, "-m", "composer.cli.main", "sync", "--store", new],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -247,7 +247,7 @@ def test_a_sigkill_during_apply_leaves_no_partial_file_and_the_next_run_converge
     wanted = len(plan_fleet(store, f"file://{tmp_path / 'empty'}", templates).plan.added)
     target = tmp_path / "dags"
     env = {**os.environ, "FLEET_STORE": store, "FLEET_TARGET": f"file://{target}"}
-    argv = [sys.executable, "-m", "composer.cli", "sync", "--jobs", "1", "--build-jobs", "1"]
+    argv = [sys.executable, "-m", "composer.cli.main", "sync", "--jobs", "1", "--build-jobs", "1"]
     argv += ["--templates", str(templates)]
     proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     try:

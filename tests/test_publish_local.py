@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from composer.errors import PruneRefused, TargetError
-from composer.layout import part_path
 from composer.pipeline import apply_fleet, plan_fleet
-from composer.plan import MANIFEST
+from composer.plan.changes import MANIFEST
+from composer.render.layout import part_path
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 from composer.targets import ObjectState
 from composer.targets.local import TMP_PREFIX

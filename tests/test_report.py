@@ -122,7 +122,7 @@ def test_demo_counts_equal_the_timetables_of_the_dags_airflow_imports(demo_plan)
 
 
 def _builders(source: bytes) -> dict[str, ast.FunctionDef]:
-    """The DAG builder functions of a customer's generated module (composer/layout.py)."""
+    """The DAG builder functions of a customer's generated module (composer/render/layout.py)."""
     return {
         n.name: n
         for n in ast.parse(source).body

@@ -10,7 +10,7 @@ from pathlib import Path
 from google.cloud.spanner_v1 import Client
 from google.cloud.spanner_v1.data_types import JsonObject
 
-from composer.layout import part_path
+from composer.render.layout import part_path
 from composer.store import open_store
 from tests.conftest import customer_part, dag_file, make_store, published
 from tests.spanner_emulator import SpannerEmulator

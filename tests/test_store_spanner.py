@@ -305,7 +305,7 @@ def test_insert_round_trips_a_snapshot_exactly(schema_db: str) -> None:
 def test_demo_fleet_json_text_rows_read_back_decoded(
     schema_db: str, demo_snapshot: Snapshot
 ) -> None:
-    # composer.demo (like SQLite) holds JSON columns as text; Spanner stores them as JSON.
+    # composer.store.demo (like SQLite) holds JSON columns as text; Spanner stores them as JSON.
     def decoded(row):
         fields = ("params", "task_overrides") if isinstance(row, IntegrationRow) else ("params",)
         changes = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from composer.errors import StoreError
-from composer.model import build_fleet
+from composer.model.fleet import build_fleet
 from composer.store import IntegrationRow, Snapshot, added_column, open_store, schema_statements
 from composer.store.spanner import SpannerStore
 from composer.store.sqlite import sqlite_ddl

@@ -11,8 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from composer.model import MAX_JSON_DEPTH
-from composer.substitution import (
+from composer.compose.substitution import (
     MAX_REFERENCE_DEPTH,
     ParamCycle,
     ParamResolver,
@@ -21,6 +20,7 @@ from composer.substitution import (
     placeholders,
     substitute,
 )
+from composer.model.fleet import MAX_JSON_DEPTH
 
 VALUES = {
     "customer_id": "austin-isd",

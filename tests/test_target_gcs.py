@@ -20,7 +20,7 @@ import pytest
 
 from composer.errors import TargetError
 from composer.pipeline import apply_fleet, plan_fleet
-from composer.plan import MANIFEST
+from composer.plan.changes import MANIFEST
 from composer.store import Snapshot
 from composer.targets import open_target
 from composer.targets.gcs import GcsTarget, md5_hex, parse_gs_url

@@ -1,4 +1,4 @@
-"""Task graph features (composer/taskgraph.py): order across the integrations of one main
+"""Task graph features (composer/compose/taskgraph.py): order across the integrations of one main
 DAG, nested task groups with their own settings, and dynamic task mapping.
 
 The example fleet (examples/features/task_graph/) is synced, verified and imported by

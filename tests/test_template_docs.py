@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from composer.template_docs import templates_reference
+from composer.cli.template_docs import templates_reference
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,9 +10,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from composer import template_schema as schemas
-from composer.templates import PARAM_KEYS, TASK_KEYS, TEMPLATE_KEYS
-from composer.yamlio import load_yaml
+from composer.model import template_schema as schemas
+from composer.model.templates import PARAM_KEYS, TASK_KEYS, TEMPLATE_KEYS
+from composer.model.yamlio import load_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p for p in (REPO / "templates").glob("*.yaml") if p.name != "fleet.yaml")

@@ -1,4 +1,4 @@
-"""Template versions, staged rollout and the kill switch (composer/versions.py), on the
+"""Template versions, staged rollout and the kill switch (composer/model/versions.py), on the
 example examples/features/template_versions: a file with versions 1-3 (body 2), districts
 pinned to 1 and 3, a 30 % rollout of 3, and `disabled_templates`."""
 
@@ -14,10 +14,10 @@ import yaml
 
 from composer import build as build_module
 from composer.build import FleetBuilder
-from composer.dagspec import DagSpec
+from composer.compose.dagspec import DagSpec
+from composer.model.templates import TemplateCatalog
+from composer.model.versions import plan_lines, rollout_bucket
 from composer.store import CustomerRow, IntegrationRow, Snapshot
-from composer.templates import TemplateCatalog
-from composer.versions import plan_lines, rollout_bucket
 from tests.conftest import customer_part, make_store, published
 from tests.examples import example_snapshot, example_templates
 
@@ -395,7 +395,7 @@ def test_promoting_a_fully_rolled_out_version_to_the_body_changes_no_file(tmp_pa
         for customer_id in builder.customer_ids():
             build = builder.build(customer_id)
             assert build.errors == []
-            # Keyed by customer too: customers share a shard file (composer/layout.py).
+            # Keyed by customer too: customers share a shard file (composer/render/layout.py).
             out.update({(f.customer_id, f.path): f.content for f in build.files})
         return out
 
@@ -454,8 +454,8 @@ def test_disabling_the_roll_up_template_makes_roll_ups_manual_only(tmp_path, dem
     ],
 )
 def test_a_malformed_versions_section_names_its_field(tmp_path, changes, field, message):
-    from composer.templates import TemplateError
-    from composer.versions import load_versioned
+    from composer.model.templates import TemplateError
+    from composer.model.versions import load_versioned
 
     raw = yaml.safe_load((example_templates(EXAMPLE, tmp_path) / "attendance.yaml").read_text())
     for key, value in changes.items():
@@ -484,7 +484,7 @@ def test_fleet_lint_checks_every_version_against_its_operators(tmp_path, fleet_c
 
 
 def test_the_kill_switch_stops_a_dag_on_any_schedule_not_only_a_cron(tmp_path):
-    from composer.timetables import Schedule
+    from composer.compose.timetables import Schedule
 
     snapshot = example_snapshot(EXAMPLE)
     rows = tuple(

@@ -1,4 +1,4 @@
-"""Schedules beyond a cron (composer/timetables.py): manual only, @once, @continuous and
+"""Schedules beyond a cron (composer/compose/timetables.py): manual only, @once, @continuous and
 Airflow's own timetables, proven by the Airflow that runs them.
 
 The example fleet examples/features/callables_timetables/ is built, published (each file
@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from composer import layout
 from composer.build import FleetBuilder
+from composer.compose.timetables import normalize_schedule, schedule_for
 from composer.errors import SettingsError
-from composer.rendering import builder_name
-from composer.settings import load_settings
+from composer.model.settings import load_settings
+from composer.render import builder_name, layout
 from composer.store import CustomerRow, IntegrationRow, Snapshot
-from composer.timetables import normalize_schedule, schedule_for
 from tests.airflow2_env import REPO, Airflow2EnvError, ensure_airflow2_env, in_ci
 from tests.conftest import customer_part, make_store
 from tests.examples import example_snapshot, example_templates
@@ -171,7 +170,7 @@ def test_an_unknown_named_timetable_is_one_line_naming_the_field(tmp_path: Path)
 
 
 def test_cli_refuses_an_unknown_timetable_key_with_exit_1_and_one_line(tmp_path: Path, capsys):
-    from composer.cli import main
+    from composer.cli.main import main
 
     store = make_store(tmp_path / "bad.db", _one('{"timetable":"delta","every":"PT1H"}'))
     templates = example_templates(EXAMPLE, tmp_path)

@@ -4,9 +4,9 @@ import ast
 
 import pytest
 
-from composer.dagspec import Call, CodeRef
-from composer.keys import unknown_keys
-from composer.rendering.literals import NotALiteral, literal
+from composer.compose.dagspec import Call, CodeRef
+from composer.model.keys import unknown_keys
+from composer.render.literals import NotALiteral, literal
 
 TIMEDELTA = CodeRef("datetime.timedelta")
 

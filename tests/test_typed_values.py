@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from composer.dagspec import Call
-from composer.rendering import builder_name
-from composer.typed_values import TypedValueError, duration
+from composer.compose.dagspec import Call
+from composer.compose.typed_values import TypedValueError, duration
+from composer.render import builder_name
 from tests.conftest import customer_part, make_store
 from tests.examples import example_snapshot, example_templates
 

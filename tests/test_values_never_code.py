@@ -3,7 +3,7 @@ customer params, integration params, task overrides and the customer's name come
 of Airflow's own DagBag exactly as they went in, and no injected payload ever runs.
 
 Strings holding a `{identifier}` placeholder are left out of the generated inputs:
-those are substituted by design (composer.substitution). Everything else, quotes,
+those are substituted by design (composer.compose.substitution). Everything else, quotes,
 backslashes, newlines, NUL, triple quotes, Python, Jinja, JSON, regex and SQL, must be
 held verbatim.
 
@@ -26,13 +26,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from composer import layout
 from composer.build import FleetBuilder
-from composer.inert import SAFE_MACRO
-from composer.params import looks_like_credential
-from composer.settings import load_settings
+from composer.compose.inert import SAFE_MACRO
+from composer.compose.params import looks_like_credential
+from composer.compose.substitution import placeholders
+from composer.model.settings import load_settings
+from composer.render import layout
 from composer.store import CustomerRow, IntegrationRow, Snapshot
-from composer.substitution import placeholders
 from tests.airflow_render import render
 from tests.conftest import TEMPLATES
 
@@ -264,7 +264,7 @@ def check_held_exactly(
     assert not SENTINEL.exists(), "an injected payload ran"
     main = bag.dags[f"{CID}__main"]
     # Every value checked below lands in a templated field: what counts is what
-    # Airflow renders at run time (composer/inert.py), with the run-date variables.
+    # Airflow renders at run time (composer/compose/inert.py), with the run-date variables.
     export, context = render(main.get_task("grades.export_grades"))
     assert not SENTINEL.exists(), "an injected payload ran when Airflow rendered it"
     customer_value, integration_value, override_value, json_value = (

@@ -13,8 +13,8 @@ import pytest
 from composer import parallel
 from composer.build import FleetBuilder
 from composer.parallel import BuildRunner
-from composer.plan import MANIFEST
-from composer.verify import PYTHON_ENV, Problem, Verifier, refusal
+from composer.plan.changes import MANIFEST
+from composer.verify.dagbag import PYTHON_ENV, Problem, Verifier, refusal
 from tests import test_bad_input
 from tests.conftest import add_customer, replace_integration
 from tests.test_bad_input import BAD, E, assert_set_aside, fresh_rows, overrides, run_sync
@@ -278,7 +278,7 @@ def test_a_no_op_sync_imports_no_airflow(tmp_path, demo_snapshot):
     code = textwrap.dedent(
         f"""
         import json, sys
-        from composer.cli import main
+        from composer.cli.main import main
         code = main(["sync", "--store", {store!r}, "--target", "file://{tmp_path / "dags"}"])
         print(json.dumps([code, sorted(m for m in sys.modules if m.split(".")[0] == "airflow")]))
         """

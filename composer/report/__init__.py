@@ -14,8 +14,9 @@ import datetime as dt
 import hashlib
 from typing import TYPE_CHECKING
 
-from composer.dagshape import cron_schedule, main_schedule
-from composer.plan import REPORT
+from composer.compose.dagshape import cron_schedule, main_schedule
+from composer.compose.timetables import is_cron, uncharted_reason
+from composer.plan.changes import REPORT
 from composer.report.figures import (
     DEFAULT_ENVIRONMENT,
     DagTiming,
@@ -25,7 +26,6 @@ from composer.report.figures import (
     compute,
 )
 from composer.report.html import render
-from composer.timetables import is_cron, uncharted_reason
 
 if TYPE_CHECKING:
     from composer.pipeline import FleetPlan
@@ -47,10 +47,10 @@ def environments(fleet_plan: FleetPlan, only: str | None = None) -> tuple[Enviro
 
 
 def _homes(fleet_plan: FleetPlan) -> dict[str, str]:
-    """Each customer's environment (composer/environments.py), or the default one."""
+    """Each customer's environment (composer/plan/environments.py), or the default one."""
     if not fleet_plan.builder.settings.environments:
         return {}
-    from composer.fleetenvs import assignment_of
+    from composer.plan.fleetenvs import assignment_of
 
     return assignment_of(fleet_plan.builder).environment
 
@@ -74,7 +74,7 @@ def facts(fleet_plan: FleetPlan, day: dt.date, only: str | None = None) -> Fleet
             continue
         customer = fleet.customers[customer_id]
         integrations = {i.integration_id: i for i in customer.integrations}
-        off = set(settings.disabled_templates)  # the kill switch (composer/versions.py)
+        off = set(settings.disabled_templates)  # the kill switch (composer/model/versions.py)
         main = {i.template for i in customer.integrations if i.schedule is None} - off
         used: set[str] = set()
         for dag_id, integration_id in builder.composer.dag_ids(customer):

@@ -1,7 +1,7 @@
 """Store: read one consistent snapshot of customers and integrations.
 
 Rows are kept raw (JSON columns may be text or already-decoded values) so that
-all validation happens in one place, `composer.model`, whatever the backend.
+all validation happens in one place, `composer.model.fleet`, whatever the backend.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class IntegrationRow:
     schedule: str | None = None
     params: Any = None
     task_overrides: Any = None
-    template_version: Any = None  # pinned template version (composer/versions.py); None = not
+    template_version: Any = None  # pinned template version (composer/model/versions.py); None = not
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A target is a flat namespace of objects under one root, addressed by relative
 '/'-separated paths. It only stores bytes; what the fleet owns, what changes and in
-which order is decided by `composer.plan` and `composer.publish`.
+which order is decided by `composer.plan.changes` and `composer.publish.apply`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""`fleet`, the command line: thin wrappers around the pipeline."""

@@ -1,0 +1,1 @@
+"""Composition: templates + params + overrides -> DAG specs, pure and without I/O."""

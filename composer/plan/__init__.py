@@ -1,0 +1,1 @@
+"""Plan: what applying the fleet would change, per Composer environment."""

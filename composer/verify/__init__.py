@@ -1,0 +1,1 @@
+"""Verification: Airflow's own DagBag imports what a sync would write; `fleet lint`."""
