@@ -25,6 +25,7 @@ from bench.context import REPO, WORK, Context
 
 PARTS = ("generation", "parse", "publish")
 DESCRIPTION_ENV = "DAGFLEET_BENCH_CODE_DESCRIPTION"
+ARGS_ENV = "_BENCH_ARGS"
 
 
 @dataclass
@@ -196,6 +197,19 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
+def _without_out(args: list[str]) -> list[str]:
+    """The arguments less any `--out FILE` / `--out=FILE` (the re-executed run gets it resolved)."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: N=100, 1 round")
@@ -243,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
         os.chdir(WORK)  # not the repo root, whose composer/ would come first on sys.path
         # --out resolved here: the re-executed run starts in WORK, not in the caller's folder
-        argv = [sys.executable, "-m", "bench.run", *sys.argv[1:], "--out", str(out)]
+        env[ARGS_ENV] = json.dumps(sys.argv[1:])  # the command as typed, for the report
+        argv = [sys.executable, "-m", "bench.run", *_without_out(sys.argv[1:]), "--out", str(out)]
         os.execve(sys.executable, argv, env)
     ctx = Context()
     load_start = _load()
@@ -255,8 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     runner.run()
     meta = {
-        "command": "uv run --group bench python -m bench.run"
-        + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
+        "command": " ".join(
+            [
+                "uv run --group bench python -m bench.run",
+                *json.loads(os.environ.get(ARGS_ENV, "[]")),
+            ]
+        ),
         "date": report.now(),
         "minutes": (time.monotonic() - started) / 60,
         "load_start": load_start,
