@@ -62,6 +62,10 @@ def test_a_target_that_is_not_the_environments_own_is_refused(two, demo_store, f
             "  a: {target: 'file:///x', capacity: 1}\n  b: {target: 'file:///x/', capacity: 1}\n",
             "environments.b.target: file:///x/ is also environments.a's",
         ),
+        (
+            "  east: {target: 'file:///a', capacty: 1}\n",
+            "environments.east.capacty: unknown key 'capacty' (did you mean 'capacity'?)",
+        ),
     ],
 )
 def test_broken_environments_in_fleet_yaml_are_one_line_settings_errors(

@@ -133,8 +133,10 @@ def _environments(path: Path, raw: Any) -> tuple[Environment, ...]:
         where = f"{path}: environments.{name}"
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise SettingsError(f"{where}: the name must match {NAME_RE.pattern}")
-        if not isinstance(spec, dict) or set(spec) - {"target", "capacity"}:
+        if not isinstance(spec, dict):
             raise SettingsError(f"{where}: expected {{target: URL, capacity: DAGs}}")
+        for key, message in unknown_keys(spec, ("target", "capacity")):
+            raise SettingsError(f"{where}.{key}: {message}")
         target, capacity = spec.get("target"), spec.get("capacity")
         if not isinstance(target, str) or not target.startswith(("file://", "gs://")):
             raise SettingsError(f"{where}.target: a file:// or gs:// URL is required")
