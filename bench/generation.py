@@ -11,7 +11,7 @@ Cases, each a fresh process, interleaved per round:
 - onboard: `fleet sync` with one more customer in the store (then undone);
 - imports: the import floor, a process importing what the sync imports;
 - full_verified, onboard_verified: full and onboard as shipped, each file imported by
-  Airflow before it is written (composer/verify/dagbag.py, issue 9).
+  Airflow before it is written (composer/verify/verifier.py, issue 9).
 
 The other syncs run with `_FLEET_SKIP_VERIFY=1` (a switch for benchmarks only): the
 generation targets (3x the floor, no-op <= 1/5, onboarding ~ a no-op, memory) were set
@@ -32,7 +32,7 @@ from bench.context import Context, template_operator_modules
 from bench.fleetgen import ONBOARDED_ID, write_store
 from bench.measure import Case, MeasurementFailed, Sample, probe_command, run_process, run_rounds
 
-UNVERIFIED = {"_FLEET_SKIP_VERIFY": "1"}  # composer.verify.dagbag.SKIP_ENV
+UNVERIFIED = {"_FLEET_SKIP_VERIFY": "1"}  # composer.verify.verifier.SKIP_ENV
 SYNC_LINE = re.compile(
     r"(\d+) added, (\d+) changed, (\d+) removed, (\d+) unchanged;.* in ([\d.]+)s"
 )

@@ -1,5 +1,5 @@
 """What verify-by-import costs a sync: each file a sync writes is imported by Airflow's
-DagBag first (composer/verify/dagbag.py). Measured as a ratio to the same sync without it.
+DagBag first (composer/verify/verifier.py). Measured as a ratio to the same sync without it.
 
     uv run --group bench python -m bench.verification [--n 10000] [--rounds 3]
 

@@ -10,7 +10,7 @@ from multiprocessing.connection import Connection
 
 from composer.build import FleetBuilder
 from composer.parallel import pack_chunk
-from composer.verify.dagbag import Verifier
+from composer.verify.verifier import Verifier
 
 
 def main(read_fd: int, write_fd: int) -> None:

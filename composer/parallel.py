@@ -4,7 +4,7 @@ is CPU-bound work, one customer independent of the next.
 Workers are fresh interpreters, not forks (the Spanner client's gRPC threads do not
 survive a fork), and each makes its own FleetBuilder from the same snapshot, so a
 customer is built by exactly the code that builds it in-process. Files come back
-compiled, verified (composer/verify/dagbag.py: each building process imports the files it
+compiled, verified (composer/verify/verifier.py: each building process imports the files it
 would write with its own verification interpreter) and zlib-compressed, in customer
 order. Small batches (an onboarding, a few
 changed customers) are built in-process: starting workers would cost more than it saves.
@@ -30,8 +30,8 @@ from composer.compose.operators import UnknownOperator
 from composer.errors import BuildFailed, ConfigError
 from composer.model.templates import TemplateError
 from composer.render import layout
-from composer.verify.dagbag import Verifier, verify_builds, verify_python
 from composer.verify.pool import shared_verifier
+from composer.verify.verifier import Verifier, verify_builds, verify_python
 
 # Per customer, the files the target holds (path -> md5): what building verifies against.
 Existing = Mapping[str, Mapping[str, str]]
@@ -187,7 +187,7 @@ class BuildRunner:
     ) -> Iterator[PackedBuild]:
         """Each customer's build, in the order given. With `verify_against` (per
         customer, the target's files), every file that differs from the target is
-        imported by Airflow before it is handed out (composer/verify/dagbag.py)."""
+        imported by Airflow before it is handed out (composer/verify/verifier.py)."""
         if verify_against is not None and customer_ids and self._verify_python is None:
             self._verify_python = verify_python(self.builder.settings.airflow_target) or ""
         existing = verify_against if self._verify_python else None
@@ -262,27 +262,27 @@ class BuildRunner:
         """Check every operator, callback and legacy file once here, so a cold cache
         is filled by this process instead of every worker importing Airflow."""
         composer = self.builder.composer
-        tasks = list(composer.model.settings.setup_tasks.values())
-        callables = set(composer.model.settings.imports)
-        for name in composer.model.templates.names():
+        tasks = list(composer.settings.setup_tasks.values())
+        callables = set(composer.settings.imports)
+        for name in composer.templates.names():
             try:
-                template = composer.model.templates.get(name)
+                template = composer.templates.get(name)
             except TemplateError:
                 continue
             tasks.extend(template.tasks.values())
             callables.update(template.imports)
         operators = {t.get("operator") for t in tasks if isinstance(t, dict)}
-        operators.update(composer.model.settings.operators)  # what overrides may add
+        operators.update(composer.settings.operators)  # what overrides may add
         for operator in sorted(o for o in operators if isinstance(o, str)):
             with contextlib.suppress(UnknownOperator):  # reported per customer by composition
-                composer.compose.operators.missing_arguments(operator, set())
-                callable_arguments(composer.compose.operators, operator)
+                composer.operators.missing_arguments(operator, set())
+                callable_arguments(composer.operators, operator)
                 composer.typed.warm(operator)
         composer.typed.warm(None)  # BaseOperator's, for default_args
         for dotted in sorted(callables):
             with contextlib.suppress(UnknownOperator):
-                composer.compose.operators.check_callable(dotted)
-        composer.compose.operators.value_problems({"trigger_rule": "all_success"})
+                composer.operators.check_callable(dotted)
+        composer.operators.value_problems({"trigger_rule": "all_success"})
         for cid in customer_ids:
             customer = self.builder.fleet.customers[cid]
             if customer.legacy_dag_file:

@@ -340,7 +340,7 @@ def test_any_argument_annotated_as_callable_takes_an_allow_listed_callable(tmp_p
 
 def test_fleet_deploy_ships_the_callables_the_generated_files_import():
     from composer.publish.deploy import deploy_files
-    from composer.verify.dagbag import shipped_package_files
+    from composer.verify.verifier import shipped_package_files
 
     assert "composer/callables_lib.py" in deploy_files()
     # The verifier imports generated files against this copy, not the checkout.

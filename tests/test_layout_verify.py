@@ -1,4 +1,4 @@
-"""Verification with shard files (composer/verify/dagbag.py, composer/render/layout.py): each rebuilt
+"""Verification with shard files (composer/verify/verifier.py, composer/render/layout.py): each rebuilt
 customer's part is imported by Airflow as a module of its own, header + part + footer,
 which is exactly what ships; one customer's refusal sets only that customer aside, even
 when its shard file is rewritten for another customer."""
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from composer.pipeline import apply_fleet, plan_fleet
 from composer.render import layout
-from composer.verify.dagbag import Verifier
+from composer.verify.verifier import Verifier
 from tests.conftest import TEMPLATES, customer_part, make_store, published, replace_integration
 
 

@@ -14,7 +14,7 @@ from composer import parallel
 from composer.build import FleetBuilder
 from composer.parallel import BuildRunner
 from composer.plan.changes import MANIFEST
-from composer.verify.dagbag import PYTHON_ENV, Problem, Verifier, refusal
+from composer.verify.verifier import PYTHON_ENV, Problem, Verifier, refusal
 from tests import test_bad_input
 from tests.conftest import add_customer, replace_integration
 from tests.test_bad_input import BAD, E, assert_set_aside, fresh_rows, overrides, run_sync

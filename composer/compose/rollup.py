@@ -51,7 +51,7 @@ def rollup_dag(composer: Composer, customer: Customer, descendants: list[str]) -
     integration = Integration(
         customer.customer_id,
         ROLLUP_ID,
-        composer.model.settings.rollup_template or "",
+        composer.settings.rollup_template or "",
         None,
         {},
         None,
@@ -80,11 +80,11 @@ def rollup_dag(composer: Composer, customer: Customer, descendants: list[str]) -
     _, _, block_tasks, _ = composer._block(
         customer, integration, template, descendants, "rollup", extra=extra
     )
-    params = layers.for_customer(composer.model.settings, customer, dag_id, descendants)
+    params = layers.for_customer(composer.settings, customer, dag_id, descendants)
     setup = composer._setup_tasks(customer, params)
     composer._check_unique_nodes(customer, setup, [(integration, block_tasks, None)])
     resolver = layers.for_integration(
-        composer.model.settings, customer, integration, template, dag_id, descendants
+        composer.settings, customer, integration, template, dag_id, descendants
     )
 
     def lookup(name: str) -> Any:
@@ -115,11 +115,9 @@ def rollup_dag(composer: Composer, customer: Customer, descendants: list[str]) -
         dag_id=dag_id,
         customer_id=customer.customer_id,
         variant="rollup",
-        schedule=stagger(deadline, dag_id, composer.model.settings.stagger_minutes),
+        schedule=stagger(deadline, dag_id, composer.settings.stagger_minutes),
         timezone=customer.timezone,
-        start_date=composer.start_after.get(
-            customer.customer_id, composer.model.settings.start_date
-        ),
+        start_date=composer.start_after.get(customer.customer_id, composer.settings.start_date),
         description=description,
         tags=composer._tags(customer, [template.name], "rollup"),
         default_args=default_args,
@@ -128,7 +126,7 @@ def rollup_dag(composer: Composer, customer: Customer, descendants: list[str]) -
         ),
         tasks=tuple([*setup, *composer._after(setup, block_tasks)]),
         templates=(template.name,),
-        paused_at_creation=composer.model.settings.paused_at_creation,
+        paused_at_creation=composer.settings.paused_at_creation,
         assets=assets,
         settings=composer._dag_settings(customer, "rollup", [], params),
     )
@@ -136,7 +134,7 @@ def rollup_dag(composer: Composer, customer: Customer, descendants: list[str]) -
 
 def _rollup_template(composer: Composer, customer: Customer, integration: Integration) -> Template:
     try:
-        template = composer.model.templates.get(integration.template)
+        template = composer.templates.get(integration.template)
     except TemplateError as exc:
         composer._fail(customer, integration, "fleet.rollup_template", str(exc))
     if template.rollup is None:
@@ -195,7 +193,7 @@ def _sources(
             else f"{child.customer_id}__{integration.integration_id}"
         )
         resolver = layers.for_integration(
-            composer.model.settings, child, integration, template, dag_id, descendants
+            composer.settings, child, integration, template, dag_id, descendants
         )
         values = {}
         for name, value in spec["per_source"].items():

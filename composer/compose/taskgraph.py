@@ -54,9 +54,9 @@ def checked_expand(
     name = operator.rsplit(".", 1)[-1]
     args = task.get("args") or {}
     try:
-        not_base = set(composer.compose.operators.unknown_arguments(BASE_OPERATOR, set(mapped)))
-        unknown = composer.compose.operators.unknown_arguments(operator, set(mapped))
-        own = sorted(set(composer.compose.operators._signature(operator)[0]) - set(args))
+        not_base = set(composer.operators.unknown_arguments(BASE_OPERATOR, set(mapped)))
+        unknown = composer.operators.unknown_arguments(operator, set(mapped))
+        own = sorted(set(composer.operators._signature(operator)[0]) - set(args))
     except UnknownOperator as exc:
         composer._fail(
             customer, integration, f"{field}.operator", f"unknown operator {operator}: {exc}"
@@ -161,9 +161,9 @@ def inner_groups(
             found.get("default_args") or {},
             resolver,
         )
-        for arg, why in composer.compose.operators.value_problems(args):
+        for arg, why in composer.operators.value_problems(args):
             composer._fail(customer, integration, f"{where}.default_args.{arg}", why)
-        allowed = set(composer.model.settings.imports) | set(template.imports)
+        allowed = set(composer.settings.imports) | set(template.imports)
         args = composer._callbacks(customer, integration, f"{where}.default_args", args, allowed)
         out.append(GroupSpec(path, str(tooltip), args or None))
     return out

@@ -351,5 +351,5 @@ def summary_lines(
 def plan_lines(builder: Any) -> list[str]:
     """summary_lines for a FleetBuilder (composer/build.py): what `fleet plan` prints."""
     return summary_lines(
-        builder.settings, builder.composer.model.templates, builder.fleet, builder.customer_ids()
+        builder.settings, builder.composer.templates, builder.fleet, builder.customer_ids()
     )

@@ -1,4 +1,4 @@
-"""The verification process (see composer/verify/dagbag.py): imports files with Airflow's own
+"""The verification process (see composer/verify/verifier.py): imports files with Airflow's own
 DagBag and serializes their DAGs, as the DAG processor does, and reports per file.
 
 Runs in a fresh interpreter of the target's Airflow (2.11 or 3), whose import path holds

@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 
-from composer.verify.dagbag import PACKAGE_DIR, Problem, Verifier, shipped_package_files
+from composer.verify.verifier import PACKAGE_DIR, Problem, Verifier, shipped_package_files
 
 
 class _SharedVerifier(Verifier):
