@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from composer import PACKAGE_DIR
 from composer.compose.allowlist import legacy_problem
 from composer.compose.composition import Composer
 from composer.compose.dagspec import RenderedFile
@@ -285,7 +286,7 @@ def _environment_digest(templates_dir: Path) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
+    package = PACKAGE_DIR
     for source in sorted(package.rglob("*.py")):
         if source.parent.name == "report":  # the fleet report makes no DAG file
             continue

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from composer import PACKAGE_DIR
 from composer.build import FleetBuilder
 from composer.errors import ConfigError, SettingsError, TargetError
 from composer.parallel import BuildRunner, PackedFile
@@ -29,7 +30,7 @@ from composer.render import layout
 from composer.store import open_store
 from composer.targets import ObjectState, Target, open_target
 
-REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+REPO_TEMPLATES = PACKAGE_DIR.parent / "templates"
 
 
 def default_templates_dir() -> Path:

@@ -49,12 +49,7 @@ def rollup_dag(composer: Composer, customer: Customer, descendants: list[str]) -
     """The roll-up DAG of a customer with active descendants; None when none of them has
     an integration of the source template (there is nothing to roll up)."""
     integration = Integration(
-        customer.customer_id,
-        ROLLUP_ID,
-        composer.settings.rollup_template or "",
-        None,
-        {},
-        None,
+        customer.customer_id, ROLLUP_ID, composer.settings.rollup_template or "", None, {}, None
     )
     template = _rollup_template(composer, customer, integration)
     spec = template.rollup or {}

@@ -50,9 +50,8 @@ class Integration:
     customer_id: str
     integration_id: str
     template: str
-    schedule: (
-        str | None
-    )  # normalized cron or composer/compose/timetables.py schedule; None: main DAG
+    # A normalized cron or a composer/compose/timetables.py schedule; None: the main DAG.
+    schedule: str | None
     params: dict[str, Any]
     task_overrides: dict[str, Any] | None
     # Pinned version of its template (composer/model/versions.py); None: default or rollout.

@@ -23,12 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from composer import PACKAGE_DIR
 from composer.errors import SettingsError
 from composer.model.settings import load_settings
 from composer.plan.changes import AIRFLOWIGNORE
 from composer.targets import ObjectState, Target, open_target
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
 REPO = PACKAGE_DIR.parent
 META_DAG = REPO / "dags" / "fleet_meta.py"
 TEMPLATES = REPO / "templates"

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
+from composer import PACKAGE_DIR
 from composer.errors import StoreUrlError
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.sql"
+SCHEMA_FILE = PACKAGE_DIR / "schema.sql"
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from composer import PACKAGE_DIR
 from composer.model.yamlio import load_yaml
 from composer.store import CustomerRow, IntegrationRow, Snapshot
 
-DEMO_FILE = Path(__file__).resolve().parents[2] / "examples" / "demo_fleet.yaml"
+DEMO_FILE = PACKAGE_DIR.parent / "examples" / "demo_fleet.yaml"
 
 
 def _json(value: Any) -> str | None:

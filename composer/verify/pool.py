@@ -14,7 +14,8 @@ import hashlib
 import os
 from collections.abc import Sequence
 
-from composer.verify.verifier import PACKAGE_DIR, Problem, Verifier, shipped_package_files
+from composer import PACKAGE_DIR
+from composer.verify.verifier import Problem, Verifier, shipped_package_files
 
 
 class _SharedVerifier(Verifier):

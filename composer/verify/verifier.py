@@ -28,6 +28,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from composer import PACKAGE_DIR
 from composer.errors import BuildFailed, ConfigError, one_line
 from composer.render import layout
 
@@ -38,7 +39,6 @@ log = logging.getLogger("dagfleet")
 
 PYTHON_ENV = "FLEET_VERIFY_PYTHON"  # an interpreter with the target's Airflow
 SKIP_ENV = "_FLEET_SKIP_VERIFY"  # benchmarks only (bench/): the peer without verification
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
 FOLDER = "fleet"  # where files are verified inside the temporary DAG folder
 BOOTSTRAP = """\
 import os, sys
