@@ -147,10 +147,16 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
 _bucket_names = itertools.count()
 
 
+def fresh_bucket_name(prefix: str) -> str:
+    """A bucket name no earlier test of the session used (the emulator lives for the session;
+    an object's id() can come back once the object is freed, a counter cannot)."""
+    return f"{prefix}-{next(_bucket_names)}"
+
+
 @pytest.fixture
 def bucket(gcs_emulator: GcsEmulator, monkeypatch) -> str:
     """A fresh bucket; the storage client of the code under test talks to the emulator."""
-    name = f"fleet-bucket-{next(_bucket_names)}"
+    name = fresh_bucket_name("fleet-bucket")
     gcs_emulator.create_bucket(name)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
     return name

@@ -19,7 +19,7 @@ from composer.plan.changes import MANIFEST
 from composer.plan.fleetenvs import dag_count
 from composer.render import layout
 from composer.store import Snapshot, open_store
-from tests.conftest import TEMPLATES, replace_customer
+from tests.conftest import TEMPLATES, fresh_bucket_name, replace_customer
 from tests.gcs_emulator import GcsEmulator
 
 N = 60  # customers: two org trees of six, 48 single districts
@@ -27,7 +27,7 @@ N = 60  # customers: two org trees of six, 48 single districts
 
 @pytest.fixture
 def buckets(gcs_emulator: GcsEmulator, monkeypatch) -> list[str]:
-    names = [f"env-bucket-{i}-{id(monkeypatch)}" for i in range(5)]
+    names = [fresh_bucket_name(f"env-bucket-{i}") for i in range(5)]
     for name in names:
         gcs_emulator.create_bucket(name)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
